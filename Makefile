@@ -1,0 +1,25 @@
+# The README's commands. Each runs the setup script first, so a fresh machine needs nothing else.
+SHELL := /bin/bash
+VENV := .venv/bin
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+
+.PHONY: setup test lint demo down bench
+
+setup:
+	@bash scripts/setup.sh
+
+test: setup
+	$(VENV)/ruff check .
+	$(VENV)/pytest -q
+
+lint: setup
+	$(VENV)/ruff check .
+
+demo: setup
+	@bash scripts/demo.sh
+
+down:
+	@bash scripts/down.sh
+
+bench: setup
+	$(VENV)/python -m bench.run

@@ -1,0 +1,149 @@
+"""All runtime settings, in one place, read from the environment with the ``PHX_`` prefix.
+
+Why one module: every knob an operator may turn (where the sites are, how fast we may hit them,
+where photos are stored) must be discoverable in one file and validated once, at start-up, with
+an error that names the bad setting. Defaults are safe for the local setup: the real sites'
+public addresses, conservative request ceilings, and storage under ``./data``.
+
+Nested settings use ``__`` as delimiter, e.g. ``PHX_ZILLOW__BASE_URL=http://127.0.0.1:8701``.
+Prefect blocks (``blocks/``) carry the same fields per deployment and are turned into these
+objects by the flows, so the engine never imports Prefect.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SOURCE_NAMES: tuple[str, ...] = ("zillow", "redfin", "phoenixmls", "assessor")
+PHOTO_SOURCES: tuple[str, ...] = ("zillow", "redfin", "phoenixmls")
+
+
+class SourceSettings(BaseModel):
+    """Where one source lives and how politely we must treat it.
+
+    ``base_url`` is the site's own origin; ``asset_urls`` are the extra origins its photos are
+    served from (CDNs). Together they form the source's host allowlist: nothing else is fetched.
+    """
+
+    enabled: bool = True
+    base_url: str
+    asset_urls: list[str] = Field(default_factory=list)
+    max_rps: float = Field(1.0, gt=0, description="Hard ceiling, requests/second; never exceeded")
+    start_rps: float | None = Field(None, gt=0, description="Initial adaptive rate (<= max_rps)")
+    burst: int = Field(1, ge=1)
+    timeout_s: float = Field(20.0, gt=0)
+    max_page_bytes: int = Field(8 * 1024 * 1024, gt=0)
+    max_image_bytes: int = Field(50 * 1024 * 1024, gt=0)
+    max_retries: int = Field(3, ge=0)
+    breaker_failures: int = Field(3, ge=1, description="Consecutive failures that open it")
+    breaker_reset_s: float = Field(300.0, gt=0, description="Open time before one probe")
+    token: SecretStr | None = None
+    impersonate: str = "chrome"
+
+    @field_validator("base_url", "asset_urls")
+    @classmethod
+    def _http_urls(cls, value: str | list[str]) -> str | list[str]:
+        for url in [value] if isinstance(value, str) else value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"not an http(s) URL: {url!r}")
+        return value
+
+    @property
+    def origins(self) -> list[str]:
+        """Every origin this source may be fetched from (its allowlist)."""
+        return [self.base_url.rstrip("/"), *(u.rstrip("/") for u in self.asset_urls)]
+
+
+def _zillow() -> SourceSettings:
+    return SourceSettings(
+        base_url="https://www.zillow.com",
+        asset_urls=["https://photos.zillowstatic.com"],
+        max_rps=0.5,
+    )
+
+
+def _redfin() -> SourceSettings:
+    return SourceSettings(
+        base_url="https://www.redfin.com",
+        asset_urls=["https://ssl.cdn-redfin.com"],
+        max_rps=1.0,
+    )
+
+
+def _phoenixmls() -> SourceSettings:
+    return SourceSettings(
+        base_url="https://phoenixmlssearch.com",
+        asset_urls=["https://cdn.photos.sparkplatform.com"],
+        max_rps=1.0,
+    )
+
+
+def _assessor() -> SourceSettings:
+    return SourceSettings(base_url="https://mcassessor.maricopa.gov", max_rps=1.5)
+
+
+class BrowserSettings(BaseModel):
+    """Chromium through nodriver: one browser per worker process, reused across properties."""
+
+    executable: str = "/usr/bin/chromium"
+    headless: bool = True
+    max_tabs: int = Field(2, ge=1)
+    page_timeout_s: float = Field(30.0, gt=0)
+    max_hold_s: float = Field(15.0, gt=0, description="Longest press-and-hold we attempt")
+
+
+class ImageSettings(BaseModel):
+    """How photos are standardized and when two are the same photo."""
+
+    max_long_side: int = Field(1024, ge=64)
+    output_format: Literal["jpeg", "webp", "png"] = "jpeg"
+    jpeg_quality: int = Field(88, ge=50, le=100)
+    max_pixels: int = Field(60_000_000, gt=0, description="Decompression-bomb guard")
+    phash_threshold: int = Field(8, ge=0, le=64)
+    dhash_threshold: int = Field(10, ge=0, le=64)
+    stale_after_days: int = Field(7, ge=1)
+
+
+class Settings(BaseSettings):
+    """The whole configuration. Instantiate once per process with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PHX_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+    )
+
+    data_dir: Path = Path("data")
+    store_url: str = Field(
+        "data/property_images",
+        description="Image store root: a local path or an fsspec URL such as s3://bucket/prefix",
+    )
+    store_options: dict[str, object] = Field(default_factory=dict)
+    properties_csv: Path = Path("data/phx_homes.csv")
+    zillow: SourceSettings = Field(default_factory=_zillow)
+    redfin: SourceSettings = Field(default_factory=_redfin)
+    phoenixmls: SourceSettings = Field(default_factory=_phoenixmls)
+    assessor: SourceSettings = Field(default_factory=_assessor)
+    proxies: list[SecretStr] = Field(default_factory=list, description="Proxy URLs to rotate")
+    allow_private_origins: list[str] = Field(
+        default_factory=list,
+        description="Loopback/private origins that are allowed anyway (the local simulator)",
+    )
+    browser: BrowserSettings = Field(default_factory=BrowserSettings)
+    images: ImageSettings = Field(default_factory=ImageSettings)
+    categorizer: Literal["captions", "vision"] = "captions"
+    vision_url: str | None = None
+    vision_api_key: SecretStr | None = None
+
+    def source(self, name: str) -> SourceSettings:
+        """The settings of source ``name``; a clear error for an unknown one."""
+        if name not in SOURCE_NAMES:
+            raise KeyError(f"unknown source {name!r}; known: {', '.join(SOURCE_NAMES)}")
+        return getattr(self, name)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment (and ``.env``), with explicit overrides on top."""
+    return Settings(**overrides)
