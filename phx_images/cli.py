@@ -1,0 +1,46 @@
+"""``phx-images``: the command line. Each subcommand lives in ``phx_images/commands/``.
+
+Subcommands are imported lazily so that ``phx-images dedup`` does not pay for importing Prefect,
+and a broken optional part cannot stop the others from running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help). Each module has ``add_arguments(parser)`` and ``run(args)``,
+# which returns the process exit code.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "discover": ("phx_images.commands.discover", "find one property's listings and photos"),
+    "dedup": ("phx_images.commands.dedup", "group near-duplicate images in a folder"),
+    "extract": ("phx_images.commands.extract", "submit an extraction run (Prefect deployment)"),
+    "status": ("phx_images.commands.extract", "show an extraction run's state and progress"),
+    "cancel": ("phx_images.commands.extract", "cancel an extraction run"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="phx-images", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text)
+        module = importlib.import_module(module_name)
+        getattr(module, f"add_{name}_arguments", module.add_arguments)(sub_parser)
+        sub_parser.set_defaults(_run=getattr(module, f"run_{name}", getattr(module, "run", None)))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
