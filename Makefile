@@ -16,10 +16,10 @@ lint: setup
 	$(VENV)/ruff check .
 
 demo: setup
-	@bash scripts/demo.sh
+	$(VENV)/python -m flows.demo up
 
 down:
-	@bash scripts/down.sh
+	@if [ -x $(VENV)/python ]; then $(VENV)/python -m flows.demo down; else echo "nothing to stop"; fi
 
 bench: setup
 	$(VENV)/python -m bench.run

@@ -15,9 +15,11 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "discover": ("phx_images.commands.discover", "find one property's listings and photos"),
     "dedup": ("phx_images.commands.dedup", "group near-duplicate images in a folder"),
-    "extract": ("phx_images.commands.extract", "submit an extraction run (Prefect deployment)"),
-    "status": ("phx_images.commands.extract", "show an extraction run's state and progress"),
-    "cancel": ("phx_images.commands.extract", "cancel an extraction run"),
+    # Orchestration verbs live with the flows (they need Prefect; the engine does not).
+    "extract": ("flows.commands", "submit an extraction run (Prefect deployment)"),
+    "status": ("flows.commands", "show an extraction run's state and progress"),
+    "cancel": ("flows.commands", "cancel an extraction run"),
+    "setup": ("flows.commands", "create work pool, limits and blocks (idempotent)"),
 }
 
 

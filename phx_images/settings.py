@@ -35,6 +35,7 @@ class SourceSettings(BaseModel):
     max_rps: float = Field(1.0, gt=0, description="Hard ceiling, requests/second; never exceeded")
     start_rps: float | None = Field(None, gt=0, description="Initial adaptive rate (<= max_rps)")
     burst: int = Field(1, ge=1)
+    max_concurrency: int = Field(2, ge=1, description="Concurrent tasks against this source")
     timeout_s: float = Field(20.0, gt=0)
     max_page_bytes: int = Field(8 * 1024 * 1024, gt=0)
     max_image_bytes: int = Field(50 * 1024 * 1024, gt=0)
@@ -108,6 +109,28 @@ class ImageSettings(BaseModel):
     stale_after_days: int = Field(7, ge=1)
 
 
+class OrchestrationSettings(BaseModel):
+    """Knobs the Prefect flows read. Plain values (no Prefect types) so the engine stays free of
+    Prefect; the flows turn them into deployments, limits and task options."""
+
+    work_pool: str = "phx-process"
+    child_deployment: str = "extract-property/worker"
+    result_storage_block: str = Field(
+        "local-file-system/phx-results",
+        description="Prefect block slug for task results (the download cache); shared storage "
+        "such as remote-file-system/... when workers run on several machines",
+    )
+    result_storage_url: str | None = Field(
+        None,
+        description="Where the result-storage block points (s3://bucket/prefix for several "
+        "machines); default: <data_dir>/prefect-results",
+    )
+    download_concurrency: int = Field(6, ge=1, description="Downloads in flight per property")
+    properties_per_child: int = Field(1, ge=1, le=50, description="Properties per child run")
+    poll_interval_s: float = Field(2.0, gt=0)
+    refresh_max_age_hours: float = Field(24.0, gt=0)
+
+
 class Settings(BaseSettings):
     """The whole configuration. Instantiate once per process with :func:`load_settings`."""
 
@@ -133,6 +156,7 @@ class Settings(BaseSettings):
     )
     browser: BrowserSettings = Field(default_factory=BrowserSettings)
     images: ImageSettings = Field(default_factory=ImageSettings)
+    orchestration: OrchestrationSettings = Field(default_factory=lambda: OrchestrationSettings())
     categorizer: Literal["captions", "vision"] = "captions"
     vision_url: str | None = None
     vision_api_key: SecretStr | None = None

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers that add caching, tags, retries and names around the engine."""

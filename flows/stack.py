@@ -1,0 +1,176 @@
+"""Local processes of the stack: Prefect server, simulator, workers, as supervised subprocesses.
+
+One implementation for the demo (``make demo`` / ``make down``), the tests and the benchmarks.
+Every process is started in its own session with its pid recorded, and stopped by that pid:
+SIGTERM to its process group, then SIGKILL after a grace period (a Prefect worker can linger
+past 30 s after SIGTERM; see shared/notes/prefect.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class Proc:
+    """A started subprocess, its log file and how to stop it."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        stop_pid(self.pid, grace_s)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=5)
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def stop_pid(pid: int, grace_s: float = 10.0) -> None:
+    """SIGTERM the process group of ``pid``, SIGKILL it if still there after ``grace_s``."""
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+                # a zombie child of ours still "exists"; reap it if we can
+                if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                    return
+            except ChildProcessError:
+                pass
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+
+
+def spawn(name: str, argv: list[str], log: Path, env: dict[str, str] | None = None,
+          cwd: Path | None = None) -> Proc:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    out = log.open("ab")
+    popen = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                             start_new_session=True)
+    out.close()
+    return Proc(name, popen, log)
+
+
+def wait_http(url: str, timeout_s: float, proc: Proc | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and not proc.alive():
+            raise RuntimeError(f"{proc.name} exited early:\n{proc.tail()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    tail = proc.tail() if proc else ""
+    raise TimeoutError(f"{url} not healthy after {timeout_s:.0f}s\n{tail}")
+
+
+@dataclass
+class Stack:
+    """A Prefect home, server and the processes started against it."""
+
+    home: Path
+    port: int
+    database_url: str | None = None
+    procs: list[Proc] = field(default_factory=list)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The environment every Prefect client and worker of this stack runs with."""
+        env = dict(os.environ)
+        env.update({
+            "PREFECT_HOME": str(self.home),
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_CLIENT_ENABLE_METRICS": "false",
+            "PREFECT_LOGGING_LEVEL": env.get("PREFECT_LOGGING_LEVEL", "INFO"),
+            "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+        })
+        if self.database_url:
+            env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = self.database_url
+        env.update(extra or {})
+        return env
+
+    def start_server(self, timeout_s: float = 60.0) -> Proc:
+        if port_in_use(self.port):
+            raise RuntimeError(f"port {self.port} is taken; is another Prefect server running?")
+        self.home.mkdir(parents=True, exist_ok=True)
+        proc = spawn("prefect-server",
+                     [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
+                      "--port", str(self.port), "--analytics-off"],
+                     self.home / "server.log", env=self.env())
+        self.procs.append(proc)
+        wait_http(f"{self.api_url}/health", timeout_s, proc)
+        return proc
+
+    def start_worker(self, pool: str, limit: int, project_dir: Path, name: str,
+                     extra_env: dict[str, str] | None = None) -> Proc:
+        env = self.env({"PHX_PROJECT_DIR": str(project_dir), **(extra_env or {})})
+        proc = spawn(f"worker-{name}",
+                     [str(VENV_BIN / "prefect"), "worker", "start", "--pool", pool,
+                      "--limit", str(limit), "--name", name, "--type", "process"],
+                     self.home / f"worker-{name}.log", env=env, cwd=project_dir)
+        self.procs.append(proc)
+        return proc
+
+    def run(self, argv: list[str], cwd: Path | None = None, timeout_s: float = 300,
+            extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """Run a command against this stack; raise with its output if it fails."""
+        result = subprocess.run(argv, env=self.env(extra_env), cwd=cwd, capture_output=True,
+                                text=True, timeout=timeout_s, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)} failed ({result.returncode}):\n"
+                               f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        return result
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+        self.procs.clear()

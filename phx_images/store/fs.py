@@ -1,0 +1,151 @@
+"""The store's file system: one fsspec root (local path or ``s3://bucket/prefix``), keys
+relative to it, atomic writes.
+
+Why atomic everywhere: a process killed mid-write (OOM, SIGKILL, a cancelled flow run) must
+never leave a half-written manifest that the next run cannot read. Locally a write goes to a
+temporary file in the same directory, is fsynced, then ``os.replace``d over the target (and the
+directory fsynced); on S3 a single PUT is atomic by itself. Concurrency is handled by layout,
+not locks: callers never read-modify-write an object another writer may write (see
+phx_images/store/__init__.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+_BAD_KEY = re.compile(r"(^/|\\|(^|/)\.\.?(/|$)|//|[\x00-\x1f])")
+TMP_MARK = ".tmp-"
+
+
+class StoreError(RuntimeError):
+    """A store operation failed; the message names the object (key) and the store."""
+
+
+class StoreFS:
+    """Keys like ``processed/ab12cd34/manifest.json`` under one root URL."""
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+        options = dict(storage_options or {})
+        protocol = url.split("://", 1)[0] if "://" in url else "file"
+        if protocol in ("s3", "s3a"):
+            # Other writers add objects at any time: never trust a cached listing.
+            options.setdefault("use_listings_cache", False)
+            options.setdefault("skip_instance_cache", True)
+        try:
+            self.fs, root = fsspec.core.url_to_fs(url, **options)
+        except Exception as exc:
+            raise StoreError(f"cannot open store {url!r}: {type(exc).__name__}: {exc}") from exc
+        self.url = url
+        self.local = isinstance(self.fs, LocalFileSystem)
+        self.root = root.rstrip("/")
+        if self.local:
+            os.makedirs(self.root, exist_ok=True)
+        else:
+            try:
+                self.fs.mkdirs(self.root, exist_ok=True)
+            except Exception as exc:  # buckets may be creatable or not; reads will tell
+                if not self.fs.exists(self.root.split("/", 1)[0]):
+                    raise StoreError(f"store {url!r}: bucket missing: {exc}") from exc
+
+    def __repr__(self) -> str:  # never show storage options (they hold secrets)
+        return f"StoreFS({self.url!r})"
+
+    def path(self, key: str) -> str:
+        """The full path of ``key``; refuses keys that could escape the root."""
+        if not key or _BAD_KEY.search(key):
+            raise StoreError(f"unsafe store key {key!r}")
+        return f"{self.root}/{key}"
+
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.exists(self.path(key)))
+
+    def read_bytes(self, key: str) -> bytes:
+        try:
+            return bytes(self.fs.cat_file(self.path(key)))
+        except FileNotFoundError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"cannot read {key!r} from {self.url!r}: {exc}") from exc
+
+    def read_json(self, key: str) -> Any:
+        """Parsed JSON of ``key``; FileNotFoundError if absent, StoreError if not JSON."""
+        data = self.read_bytes(key)
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise StoreError(f"{key!r} in {self.url!r} is not valid JSON: {exc}") from exc
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Write ``data`` to ``key`` atomically (readers see old or new, never a part)."""
+        path = self.path(key)
+        try:
+            if self.local:
+                directory = os.path.dirname(path)
+                os.makedirs(directory, exist_ok=True)
+                tmp = os.path.join(directory, f".{os.path.basename(path)}{TMP_MARK}"
+                                              f"{uuid.uuid4().hex}")
+                try:
+                    with open(tmp, "wb") as fh:
+                        fh.write(data)
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                    os.replace(tmp, path)
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+                dir_fd = os.open(directory, os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
+            else:
+                self.fs.pipe_file(path, data)  # one PUT: atomic on S3
+        except Exception as exc:
+            raise StoreError(f"cannot write {key!r} to {self.url!r}: {exc}") from exc
+
+    def write_json(self, key: str, obj: Any) -> None:
+        self.write_bytes(key, json.dumps(obj, indent=1, sort_keys=True).encode())
+
+    def put_once(self, key: str, data: bytes) -> bool:
+        """Write content-addressed ``data`` unless ``key`` exists; True if written."""
+        if self.exists(key):
+            return False
+        self.write_bytes(key, data)
+        return True
+
+    def list(self, prefix: str) -> list[str]:
+        """Keys of the files directly under ``prefix`` (a folder), temp files excluded."""
+        base = self.path(prefix.rstrip("/"))
+        try:
+            entries = self.fs.ls(base, detail=True)
+        except FileNotFoundError:
+            return []
+        keys = []
+        for entry in entries:
+            name = entry["name"].rstrip("/")
+            leaf = name.rsplit("/", 1)[-1]
+            if TMP_MARK in leaf:
+                continue
+            keys.append(f"{prefix.rstrip('/')}/{leaf}" + ("/" if entry["type"] == "directory"
+                                                          else ""))
+        return sorted(keys)
+
+    def delete(self, key: str) -> None:
+        try:
+            self.fs.rm_file(self.path(key))
+        except FileNotFoundError:
+            pass
+        except Exception as exc:
+            raise StoreError(f"cannot delete {key!r} from {self.url!r}: {exc}") from exc
+
+    def local_path(self, key: str) -> str | None:
+        """A path on this machine for ``key`` (local stores only)."""
+        return self.path(key) if self.local else None

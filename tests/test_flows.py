@@ -1,0 +1,215 @@
+"""Orchestration end to end: real Prefect server, real process worker, real Chromium, simulator.
+
+One stack for the module (server start, setup and deploy cost ~20 s); each test submits runs
+through ``prefect deployment run`` exactly as a user would, and checks outcomes in the store,
+the Prefect API and the simulator's stats.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.prefect_stack import ROOT, PhxStack
+
+pytestmark = [pytest.mark.prefect, pytest.mark.slow]
+
+CEILINGS = {"zillow": 3.0, "redfin": 4.0, "phoenixmls": 4.0, "assessor": 2.0}
+
+
+def chromium_pids() -> set[int]:
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().split(b"\0")[0]
+            except OSError:
+                continue
+            if cmd.endswith(b"chromium") or b"/chromium/chromium" in cmd:
+                pids.add(int(entry.name))
+    return pids
+
+
+def read_manifests(store: Path) -> dict[str, dict]:
+    out = {}
+    for manifest in (store / "processed").glob("*/manifest.json"):
+        out[manifest.parent.name] = json.loads(manifest.read_text())
+    return out
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("store")
+
+
+@pytest.fixture(scope="module")
+def phx(sim: object, store_dir: Path, tmp_path_factory: pytest.TempPathFactory
+        ) -> Iterator[PhxStack]:
+    env = dict(sim.env())  # type: ignore[attr-defined]
+    for source, rps in CEILINGS.items():
+        env[f"PHX_{source.upper()}__MAX_RPS"] = str(rps)
+    env.update({
+        "PHX_STORE_URL": str(store_dir / "property_images"),
+        "PHX_DATA_DIR": str(store_dir),
+        "PHX_ORCHESTRATION__POLL_INTERVAL_S": "1",
+    })
+    stack = PhxStack(tmp_path_factory.mktemp("prefect-home"), env).start()
+    stack.worker("w1", limit=3)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+
+
+def _truth_addresses(sim: object, count: int, offset: int = 0) -> list[str]:
+    props = [p for p in sim.truth()["properties"]  # type: ignore[attr-defined]
+             if {"zillow", "redfin", "phoenixmls"} <= set(p["on_sites"])]
+    return [p["full_address"] for p in props[offset : offset + count]]
+
+
+def test_deployment_run_completes_and_caches_across_runs(phx: PhxStack, sim: object,
+                                                         store_dir: Path) -> None:
+    addresses = _truth_addresses(sim, 2)
+    sim.reset_stats()  # type: ignore[attr-defined]
+    run_id = phx.submit(addresses=addresses, requester="test")
+    run = phx.wait_final(run_id, timeout_s=600)
+    assert run["state_type"] == "COMPLETED", run["state"]
+
+    # every child ran on the pool and stored photos; artifacts describe the run
+    children = phx.children(run_id)
+    assert len(children) == 2 and all(c["state_type"] == "COMPLETED" for c in children)
+    manifests = read_manifests(store_dir / "property_images")
+    assert len(manifests) == 2 and all(m["photos"] for m in manifests.values())
+    artifacts = phx.artifacts(run_id)
+    assert artifacts["extraction-progress"]["data"] == pytest.approx(100.0)
+    assert "extraction-results" in artifacts and "extraction-summary" in artifacts
+
+    # per-source ceilings held (the simulator counts what it received)
+    stats = sim.stats()  # type: ignore[attr-defined]
+    for source, rps in CEILINGS.items():
+        assert stats[source]["peak_rps"] <= rps + 1, (source, stats[source])
+
+    # second run: every download is a cache hit (same URL hash), nothing fetched from CDNs
+    photo_hits_before = {s: stats[s]["requests"] for s in stats if s.endswith("_photos")}
+    run2 = phx.wait_final(phx.submit(addresses=addresses, requester="test"), timeout_s=600)
+    assert run2["state_type"] == "COMPLETED"
+    stats2 = sim.stats()  # type: ignore[attr-defined]
+    assert {s: stats2[s]["requests"] for s in photo_hits_before} == photo_hits_before
+    child_ids = [c["id"] for c in phx.children(run2["id"])]
+    fetches = [t for t in phx.task_runs(child_ids) if t["name"].startswith("fetch ")]
+    assert fetches and all(t["state_name"] == "Cached" for t in fetches)
+    summary = phx.artifacts(run2["id"])["extraction-summary"]["data"]
+    assert "nothing new was downloaded" in summary
+
+
+def test_bad_parameters_fail_with_a_clear_message(phx: PhxStack) -> None:
+    run = phx.wait_final(phx.submit(addresses=["not an address"]), timeout_s=120)
+    assert run["state_type"] == "FAILED"
+    assert "cannot parse address" in (run["state"]["message"] or "")
+
+
+def test_cancel_stops_children_and_rerun_resumes(phx: PhxStack, sim: object,
+                                                 store_dir: Path) -> None:
+    addresses = _truth_addresses(sim, 6, offset=2)
+    run_id = phx.submit(addresses=addresses, requester="test")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until a child is really working
+        if any(c["state_type"] == "RUNNING" for c in phx.children(run_id)):
+            break
+        time.sleep(0.5)
+    time.sleep(3)
+    phx.cli(["phx-images", "cancel", run_id])
+    cancelled_at = time.monotonic()
+    run = phx.wait_final(run_id, timeout_s=60)
+    assert run["state_type"] == "CANCELLED"
+    while time.monotonic() - cancelled_at < 60:
+        states = {c["state_type"] for c in phx.children(run_id)}
+        if states <= {"CANCELLED", "COMPLETED"}:
+            break
+        time.sleep(0.5)
+    assert states <= {"CANCELLED", "COMPLETED"}, states
+    assert time.monotonic() - cancelled_at < 45
+    time.sleep(2)
+    assert not chromium_pids(), "Chromium left running after cancel"
+    # every manifest is valid JSON and lists only files that exist
+    for phash, manifest in read_manifests(store_dir / "property_images").items():
+        folder = store_dir / "property_images" / "processed" / phash
+        for photo in manifest["photos"]:
+            assert (folder / photo["name"]).is_file()
+    # rerun finishes the job
+    rerun = phx.wait_final(phx.submit(addresses=addresses, requester="test"), timeout_s=600)
+    assert rerun["state_type"] == "COMPLETED"
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (flow-run processes of a worker, their Chromium)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def test_worker_killed_mid_run_then_rerun_completes(phx: PhxStack, sim: object) -> None:
+    addresses = _truth_addresses(sim, 4, offset=8)
+    run_id = phx.submit(addresses=addresses, requester="test")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if any(c["state_type"] == "RUNNING" for c in phx.children(run_id)):
+            break
+        time.sleep(0.5)
+    time.sleep(2)
+    # the machine "crashes": the worker and every flow-run process it started, with kill -9
+    for worker in [p for p in phx.stack.procs if p.name.startswith("worker-")]:
+        for pid in [*descendants(worker.pid), worker.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        worker.popen.wait(timeout=10)
+        phx.stack.procs.remove(worker)
+    # the operator marks what the crash left running as crashed (or an automation does)
+    for run in [phx.flow_run(run_id), *phx.children(run_id)]:
+        if run["state_type"] not in ("COMPLETED", "FAILED", "CANCELLED", "CRASHED"):
+            phx.api("POST", f"/flow_runs/{run['id']}/set_state",
+                    {"state": {"type": "CRASHED", "message": "worker killed"}, "force": True})
+    phx.worker("w2", limit=3)
+    rerun = phx.wait_final(phx.submit(addresses=addresses, requester="test"), timeout_s=900)
+    assert rerun["state_type"] == "COMPLETED"
+    # no concurrency slot stays taken past its lease
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        limits = phx.api("POST", "/v2/concurrency_limits/filter", {})
+        if all(lim["active_slots"] == 0 for lim in limits):
+            break
+        time.sleep(3)
+    assert all(lim["active_slots"] == 0 for lim in limits), limits
+    assert not chromium_pids()
+
+
+def test_cli_async_status_and_wait(phx: PhxStack, sim: object) -> None:
+    address = _truth_addresses(sim, 1)[0]
+    started = time.monotonic()
+    out = phx.cli(["phx-images", "extract", "--address", address, "--async", "--dry-run"])
+    run_id = out.stdout.strip().splitlines()[-1]
+    assert len(run_id) == 36
+    assert time.monotonic() - started < 60
+    final = phx.wait_final(run_id, timeout_s=300)
+    assert final["state_type"] == "COMPLETED"
+    status = json.loads(phx.cli(["phx-images", "status", run_id, "--json"]).stdout)
+    assert status["state"] == "Completed" and status["progress"] == pytest.approx(100.0)
+    assert ROOT.exists()
