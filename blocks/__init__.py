@@ -5,9 +5,10 @@ Prefect and the same values can come from ``PHX_`` environment variables instead
 """
 
 from blocks.proxies import ProxyPool
+from blocks.results import SharedResultStorage
 from blocks.sources import ListingSource
 from blocks.storage import ImageStore
 
-BLOCK_TYPES = (ListingSource, ProxyPool, ImageStore)
+BLOCK_TYPES = (ListingSource, ProxyPool, ImageStore, SharedResultStorage)
 
-__all__ = ["BLOCK_TYPES", "ImageStore", "ListingSource", "ProxyPool"]
+__all__ = ["BLOCK_TYPES", "ImageStore", "ListingSource", "ProxyPool", "SharedResultStorage"]

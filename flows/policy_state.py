@@ -11,12 +11,13 @@ The engine's policy layer keeps rate and breaker state behind ``PolicyState``. I
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 from prefect.concurrency.asyncio import rate_limit
 from prefect.variables import Variable
 
-from phx_images.net.state import BreakerRecord, MemoryPolicyState
+from phx_images.net.state import BreakerRecord, MemoryPolicyState, StaleRecord
 from phx_images.settings import Settings
 
 BREAKER_CACHE_S = 2.0
@@ -52,6 +53,15 @@ class PrefectPolicyState(MemoryPolicyState):
         return record
 
     async def breaker_put(self, source: str, record: BreakerRecord) -> None:
-        await super().breaker_put(source, record)
+        """Store only over an older record (a check-then-write: Prefect variables have no
+        compare-and-swap, so two workers racing within one round trip may both win; the
+        probe lease bounds what that costs)."""
+        raw = await Variable.aget(breaker_variable(source), default=None)
+        stored = BreakerRecord.from_json(raw) if raw else None
+        if stored is not None and stored.version >= record.version:
+            self._breakers[source] = (time.monotonic(), stored)
+            raise StaleRecord(f"{source}: version {record.version} after {stored.version}")
+        with contextlib.suppress(StaleRecord):
+            await super().breaker_put(source, record)
         self._breakers[source] = (time.monotonic(), record)
         await Variable.aset(breaker_variable(source), record.to_json(), overwrite=True)

@@ -9,6 +9,8 @@ concurrently, bounded by the per-source tag limits and ``download_concurrency``.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
@@ -20,6 +22,11 @@ from phx_images.pipeline import PhotoFetch, PropertyReport, failed_fetch
 from tasks.discover import discover_on
 from tasks.photos import fetch_task
 from tasks.store import store_property
+
+
+def worker_name() -> str:
+    """The worker's name (set by whoever starts it as PHX_WORKER_NAME), else host and pid."""
+    return os.environ.get("PHX_WORKER_NAME") or f"{socket.gethostname()}:{os.getppid()}"
 
 
 async def _fetch_all(prop: Property, photos: list[PhotoRef], fresh: bool) -> list[PhotoFetch]:
@@ -88,6 +95,7 @@ async def extract_property(
             except Exception as exc:
                 logger.exception("%s failed", prop.address.full)
                 report = PropertyReport.failed(prop, f"{type(exc).__name__}: {exc}")
+            report.worker = worker_name()
             engine.record_report(run_id, report, requester)
             reports.append(report)
     return reports

@@ -14,12 +14,13 @@ from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-from prefect.filesystems import LocalFileSystem, RemoteFileSystem
+from prefect.filesystems import LocalFileSystem
 from prefect.variables import Variable
 
-from blocks import BLOCK_TYPES, ImageStore, ListingSource, ProxyPool
+from blocks import BLOCK_TYPES, ImageStore, ListingSource, ProxyPool, SharedResultStorage
 from flows.config import ASSESSOR_TOKEN_BLOCK, PROXY_BLOCK, SIM_ORIGINS_VARIABLE, STORE_BLOCK
 from flows.policy_state import rate_limit_name
+from phx_images.net.client import asset_source_name
 from phx_images.settings import SOURCE_NAMES, Settings
 from tasks.discover import source_tag
 
@@ -51,22 +52,25 @@ async def ensure_limits(settings: Settings) -> list[str]:
     async with get_client() as client:
         for name in SOURCE_NAMES:
             source = settings.source(name)
-            await client.create_concurrency_limit(
-                tag=source_tag(name), concurrency_limit=source.max_concurrency
-            )
-            await client.upsert_global_concurrency_limit_by_name(
-                rate_limit_name(name), limit=max(1, math.floor(source.burst)),
-                slot_decay_per_second=source.max_rps,
-            )
-            done.append(f"{source_tag(name)}={source.max_concurrency} "
-                        f"{rate_limit_name(name)}={source.max_rps}/s")
+            cdn = asset_source_name(name)
+            for key, concurrency, rps, burst in (
+                (name, source.max_concurrency, source.max_rps, source.burst),
+                (cdn, source.asset_max_concurrency, source.asset_max_rps, max(2, source.burst)),
+            ):
+                await client.create_concurrency_limit(tag=source_tag(key),
+                                                      concurrency_limit=concurrency)
+                await client.upsert_global_concurrency_limit_by_name(
+                    rate_limit_name(key), limit=max(1, math.floor(burst)),
+                    slot_decay_per_second=rps,
+                )
+                done.append(f"{source_tag(key)}={concurrency} {rate_limit_name(key)}={rps}/s")
     return done
 
 
 async def save_blocks(settings: Settings) -> list[str]:
     """Register the block types and save the current settings into them."""
     saved: list[str] = []
-    for block_type in (*BLOCK_TYPES, Secret, LocalFileSystem, RemoteFileSystem):
+    for block_type in (*BLOCK_TYPES, Secret, LocalFileSystem):
         await block_type.aregister_type_and_schema()
     for name in SOURCE_NAMES:
         source = settings.source(name)
@@ -105,11 +109,11 @@ async def save_result_storage(settings: Settings) -> str:
     slug = settings.orchestration.result_storage_block
     block_type, _, name = slug.partition("/")
     url = settings.orchestration.result_storage_url
-    if block_type == "remote-file-system":
+    if block_type == "shared-result-storage":
         if not url:
             raise ValueError("PHX_ORCHESTRATION__RESULT_STORAGE_URL is required for "
                              f"result storage {slug!r}")
-        await RemoteFileSystem(basepath=url, settings=dict(settings.store_options)).asave(
+        await SharedResultStorage(basepath=url, settings=dict(settings.store_options)).asave(
             name, overwrite=True)
     elif block_type == "local-file-system":
         path = Path(url) if url else settings.data_dir / "prefect-results"
@@ -117,7 +121,7 @@ async def save_result_storage(settings: Settings) -> str:
         await LocalFileSystem(basepath=str(path.resolve())).asave(name, overwrite=True)
     else:
         raise ValueError(f"result storage block {slug!r}: expected local-file-system/NAME or "
-                         "remote-file-system/NAME")
+                         "shared-result-storage/NAME")
     return slug
 
 

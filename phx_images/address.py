@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, ValidationError, field_validator
 
 _ZIP = re.compile(r"^\d{5}(-\d{4})?$")
 _STATE = re.compile(r"^[A-Za-z]{2}$")
@@ -78,10 +78,14 @@ class Address(BaseModel):
             raise AddressError(
                 f"cannot parse address {text!r}: expected 'street, city, ST 12345'"
             )
-        return cls(
-            street=match["street"], city=match["city"], state=match["state"],
-            zip_code=match["zip"],
-        )
+        try:
+            return cls(
+                street=match["street"], city=match["city"], state=match["state"],
+                zip_code=match["zip"],
+            )
+        except ValidationError as exc:
+            message = str(exc.errors()[0].get("msg", "invalid")).removeprefix("Value error, ")
+            raise AddressError(f"{message} (in {text[:80]!r})") from None
 
     @property
     def full(self) -> str:

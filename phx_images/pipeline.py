@@ -102,6 +102,7 @@ class PropertyReport(BaseModel):
     photos_total: int = 0
     error: str | None = None
     dry_run: bool = False
+    worker: str | None = None  # which worker (machine) did it: shows how a run was spread
 
     @classmethod
     def from_discovery(cls, prop: Property, listings: Iterable[Listing], *,
@@ -158,7 +159,8 @@ class RunSummary(BaseModel):
                              "found": 0, "new": 0, "duplicate": 0, "failed": 0,
                              "reason": prop.error})
             for src in prop.sources.values():
-                rows.append({"property": prop.address, "source": src.source,
+                rows.append({"property": prop.address, "worker": prop.worker or "-",
+                             "source": src.source,
                              "status": src.status, "found": src.found, "new": src.new,
                              "duplicate": src.duplicate + src.known, "failed": src.failed,
                              "reason": src.reason or "; ".join(src.failures[:3])})

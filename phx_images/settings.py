@@ -35,7 +35,11 @@ class SourceSettings(BaseModel):
     max_rps: float = Field(1.0, gt=0, description="Hard ceiling, requests/second; never exceeded")
     start_rps: float | None = Field(None, gt=0, description="Initial adaptive rate (<= max_rps)")
     burst: int = Field(1, ge=1)
+    asset_max_rps: float = Field(
+        6.0, gt=0, description="Ceiling for its photo CDN, paced apart from the pages"
+    )
     max_concurrency: int = Field(2, ge=1, description="Concurrent tasks against this source")
+    asset_max_concurrency: int = Field(4, ge=1, description="Concurrent photo downloads")
     timeout_s: float = Field(20.0, gt=0)
     max_page_bytes: int = Field(8 * 1024 * 1024, gt=0)
     max_image_bytes: int = Field(50 * 1024 * 1024, gt=0)
@@ -118,7 +122,7 @@ class OrchestrationSettings(BaseModel):
     result_storage_block: str = Field(
         "local-file-system/phx-results",
         description="Prefect block slug for task results (the download cache); shared storage "
-        "such as remote-file-system/... when workers run on several machines",
+        "such as shared-result-storage/... when workers run on several machines",
     )
     result_storage_url: str | None = Field(
         None,

@@ -9,6 +9,7 @@ depends only on the seed and is cached as JSON under ``cache_dir/seed-N/``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -31,7 +32,7 @@ from phx_sim.imaging import (
     Recipe,
 )
 
-CATALOG_VERSION = 3
+CATALOG_VERSION = 4
 PHOTO_SITES: tuple[str, ...] = ("zillow", "redfin", "phoenixmls")
 ALL_SITES: tuple[str, ...] = (*PHOTO_SITES, "assessor")
 THRESHOLDS = {"phash": 8, "dhash": 10}
@@ -41,6 +42,7 @@ THRESHOLDS = {"phash": 8, "dhash": 10}
 VARIANT_MAX = (6, 8)          # a variant must be at most this far from its canonical photo
 DISTINCT_MIN = (13, 15)       # distinct photos: pHash AND dHash distance must exceed these
 HARD_NEG_MIN = (11, 13)       # hard negatives may be a bit closer, still beyond both thresholds
+VARIANT_NEAR = (10, 12)       # two photos' variants never both this close (thresholds + 2)
 CHECK_SIZE = (240, 160)
 CHECK_SCALE = CHECK_SIZE[0] / imaging.CANON_W
 
@@ -80,7 +82,8 @@ SUBJECT_CAPTIONS: dict[str, tuple[str, ...]] = {
     "pool": ("Sparkling private pool", "Pebble-tec pool with water feature",
              "Pool and spa with mountain views"),
     "garage": ("Two-car garage with epoxy floor", "Oversized garage with built-in cabinets"),
-    "yard": ("Low-maintenance backyard with artificial turf", "Spacious backyard with citrus trees"),
+    "yard": ("Low-maintenance backyard with artificial turf",
+             "Spacious backyard with citrus trees"),
     "aerial": ("Aerial view of the lot and neighborhood", "Drone view toward the mountains"),
     "driveway": ("Extended driveway with RV gate", "Paver driveway"),
     "patio": ("Covered patio with ceiling fans", "Extended patio perfect for entertaining"),
@@ -177,34 +180,54 @@ class Photo:
 
 
 class _HashBank:
-    """Accepted photos' hashes in numpy arrays so a candidate is checked against all at once."""
+    """Accepted photos' hashes in numpy arrays so a candidate is checked against all at once.
+
+    Two checks: canonical against canonical (both distances beyond ``DISTINCT_MIN``, the
+    spec's rule with a margin) and every checked variant against every accepted variant
+    (never a near-duplicate, with a margin): the engine dedups served variants, not canonicals.
+    """
 
     def __init__(self) -> None:
         self.ph = np.zeros(0, dtype=np.uint64)
         self.dh = np.zeros(0, dtype=np.uint64)
+        self.vph = np.zeros(0, dtype=np.uint64)
+        self.vdh = np.zeros(0, dtype=np.uint64)
 
-    def clear_of(self, h: tuple[int, int], mins: tuple[int, int]) -> bool:
+    def clear_of(self, hs: list[tuple[int, int]], mins: tuple[int, int]) -> bool:
         if not len(self.ph):
             return True
+        h = hs[0]
         dp = np.bitwise_count(self.ph ^ np.uint64(h[0]))
         dd = np.bitwise_count(self.dh ^ np.uint64(h[1]))
-        return bool(np.all((dp > mins[0]) & (dd > mins[1])))
+        if not bool(np.all((dp > mins[0]) & (dd > mins[1]))):
+            return False
+        for vp, vd in hs:
+            dp = np.bitwise_count(self.vph ^ np.uint64(vp))
+            dd = np.bitwise_count(self.vdh ^ np.uint64(vd))
+            if bool(np.any((dp <= VARIANT_NEAR[0]) & (dd <= VARIANT_NEAR[1]))):
+                return False
+        return True
 
-    def add(self, h: tuple[int, int]) -> None:
-        self.ph = np.append(self.ph, np.uint64(h[0]))
-        self.dh = np.append(self.dh, np.uint64(h[1]))
+    def add(self, hs: list[tuple[int, int]]) -> None:
+        self.ph = np.append(self.ph, np.uint64(hs[0][0]))
+        self.dh = np.append(self.dh, np.uint64(hs[0][1]))
+        self.vph = np.append(self.vph, np.array([h[0] for h in hs], dtype=np.uint64))
+        self.vdh = np.append(self.vdh, np.array([h[1] for h in hs], dtype=np.uint64))
 
 
-def _check_variants(recipe: Recipe) -> tuple[int, int] | None:
-    """Hashes of the small canonical render, or None if a site variant strays too far."""
+def _check_variants(recipe: Recipe) -> list[tuple[int, int]] | None:
+    """Hashes of the small canonical render and its checked variants, or None if a variant
+    strays too far from the canonical photo."""
     small = imaging.render_recipe(recipe, CHECK_SIZE)
     h = imaging.hashes(small)
+    out = [h]
     for key in CHECKED_VARIANTS:
         hv = imaging.hashes(imaging.make_variant(small, VARIANTS[key], CHECK_SCALE))
         if (imaging.distance(h[0], hv[0]) > VARIANT_MAX[0]
                 or imaging.distance(h[1], hv[1]) > VARIANT_MAX[1]):
             return None
-    return h
+        out.append(hv)
+    return out
 
 
 class _Generator:
@@ -235,10 +258,10 @@ class _Generator:
         for _ in range(400):
             self.tried += 1
             recipe = self._random_recipe()
-            h = _check_variants(recipe)
-            if h is not None and self.bank.clear_of(h, DISTINCT_MIN):
-                self.bank.add(h)
-                return recipe, h
+            hs = _check_variants(recipe)
+            if hs is not None and self.bank.clear_of(hs, DISTINCT_MIN):
+                self.bank.add(hs)
+                return recipe, hs[0]
         raise CatalogError("could not find a distinct photo in 400 tries")
 
     def hard_negative_pair(self) -> list[tuple[Recipe, tuple[int, int]]]:
@@ -247,8 +270,8 @@ class _Generator:
         for _ in range(400):
             self.tried += 1
             a = self._random_recipe(max_width=0.55)
-            ha = _check_variants(a)
-            if ha is None or not self.bank.clear_of(ha, DISTINCT_MIN):
+            has = _check_variants(a)
+            if has is None or not self.bank.clear_of(has, DISTINCT_MIN):
                 continue
             sw, sh = imaging.load_source(a.source).size
             crop_h_frac = (a.width * sw / imaging.ASPECT) / sh
@@ -265,15 +288,16 @@ class _Generator:
                     continue
                 b = Recipe(a.source, round(left, 4), round(top, 4), a.width, a.flip, a.color,
                            a.offset)
-                hb = _check_variants(b)
-                if hb is None or not self.bank.clear_of(hb, DISTINCT_MIN):
+                hbs = _check_variants(b)
+                if hbs is None or not self.bank.clear_of(hbs, DISTINCT_MIN):
                     continue
-                if (imaging.distance(ha[0], hb[0]) <= HARD_NEG_MIN[0]
-                        or imaging.distance(ha[1], hb[1]) <= HARD_NEG_MIN[1]):
+                pair_bank = _HashBank()
+                pair_bank.add(has)
+                if not pair_bank.clear_of(hbs, HARD_NEG_MIN):
                     continue
-                self.bank.add(ha)
-                self.bank.add(hb)
-                return [(a, ha), (b, hb)]
+                self.bank.add(has)
+                self.bank.add(hbs)
+                return [(a, has[0]), (b, hbs[0])]
         raise CatalogError("could not find a hard-negative pair in 400 tries")
 
 
@@ -701,8 +725,6 @@ def atomic_write(path: Path, data: bytes) -> None:
             fh.write(data)
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise

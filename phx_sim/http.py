@@ -115,6 +115,7 @@ class HTTPServer:
         self.server: asyncio.Server | None = None
         self.port = 0
         self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.on_reset: Callable[[], None] | None = None
 
     async def start(self, host: str, port: int) -> int:
@@ -127,6 +128,11 @@ class HTTPServer:
             self.server.close()
         for writer in list(self._writers):
             writer.transport.abort()
+        tasks = [t for t in self._tasks if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
         if self.server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.server.wait_closed(), 2)
@@ -134,6 +140,9 @@ class HTTPServer:
     async def _connection(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)  # type: ignore[arg-type]
         try:
             if self.reset_all:
                 with contextlib.suppress(Exception):
@@ -145,8 +154,13 @@ class HTTPServer:
             await self._serve(reader, writer)
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # Shutdown: swallow, or asyncio logs the cancelled connection task as an error.
+            pass
         finally:
             self._writers.discard(writer)
+            if task is not None:
+                self._tasks.discard(task)  # type: ignore[arg-type]
             with contextlib.suppress(Exception):
                 writer.close()
 

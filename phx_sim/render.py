@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
+import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -42,7 +44,11 @@ class Renderer:
         self._inflight: dict[tuple[str, str, str], asyncio.Future[bytes]] = {}
 
     def path_for(self, photo_id: str, site: str, vkey: str) -> Path:
-        return self.folder / photo_id / f"{site}-{vkey.replace('.', '-')}.bin"
+        """Cache path; it names the recipe's digest so a changed catalog never serves stale
+        bytes from an older one."""
+        recipe = self.catalog.photos[photo_id].recipe
+        digest = hashlib.sha1(json.dumps(recipe.to_json()).encode()).hexdigest()[:10]
+        return self.folder / f"{photo_id}-{digest}" / f"{site}-{vkey.replace('.', '-')}.bin"
 
     def _load_or_render(self, photo_id: str, site: str, vkey: str) -> bytes:
         path = self.path_for(photo_id, site, vkey)

@@ -18,6 +18,7 @@ from prefect.context import TaskRunContext
 from flows.engine import current_engine
 from phx_images.models import PhotoRef
 from phx_images.pipeline import PhotoFetch
+from phx_images.net.client import asset_source_name
 from tasks.discover import source_tag
 
 
@@ -41,7 +42,7 @@ def fetch_task(source: str, *, stale_after_days: int, result_storage: str, fresh
     """The fetch task for ``source``: its concurrency tag, shared result storage and expiry;
     ``fresh`` refreshes the cache instead of reading it."""
     return fetch_photo.with_options(
-        tags=[source_tag(source)],
+        tags=[source_tag(asset_source_name(source))],
         cache_expiration=timedelta(days=stale_after_days),
         result_storage=result_storage,
         refresh_cache=fresh,

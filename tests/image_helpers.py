@@ -105,8 +105,7 @@ def moto_server() -> Iterator[str]:
 
 
 def s3_options(endpoint: str) -> dict[str, object]:
-    return {"key": "test", "secret": "test", "client_kwargs": {"endpoint_url": endpoint,
-                                                               "region_name": "us-east-1"}}
+    return {"key": "test", "secret": "test", "client_kwargs": {"endpoint_url": endpoint}}
 
 
 def new_bucket(endpoint: str) -> str:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from image_helpers import bomb_png, encode, jpeg, photo
 
 from phx_images.images import BadImage, inspect, standardize
 from phx_images.settings import ImageSettings
+from tests.image_helpers import bomb_png, encode, jpeg, photo
 
 MAX = ImageSettings().max_pixels
 

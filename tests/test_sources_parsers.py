@@ -6,12 +6,14 @@ captured from the running simulator are tested in ``test_sources_sim.py``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
 from phx_images.address import Address
-from phx_images.models import PhotoVariant
+from phx_images.models import Listing, PhotoVariant
+from phx_images.net.errors import Blocked, CircuitOpen, HttpStatusError, TransientError
 from phx_images.sources import (
     UnknownSource,
     assessor,
@@ -24,6 +26,7 @@ from phx_images.sources import (
 from phx_images.sources.base import (
     ParseError,
     best_variant,
+    guarded,
     jpath,
     norm_street,
     same_address,
@@ -354,3 +357,30 @@ def test_assessor_search_picks_situs_match() -> None:
     assert assessor.pick_apn(page.results[:1], ADDR) is None
     with pytest.raises(ParseError, match="assessor: missing Results"):
         assessor.parse_search(json.dumps({"TotalPropertyResults": 0}))
+
+
+# --------------------------------------------------------------------------------------------
+# Outcome mapping: discover never raises for expected outcomes
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("exc", "status", "reason"),
+    [
+        (CircuitOpen("zillow", "http://x/", "breaker open", retry_at=0.0), "skipped",
+         "zillow: circuit breaker open"),
+        (Blocked("zillow", "http://x/", "challenge", status=403), "blocked", "zillow: blocked"),
+        (HttpStatusError("zillow", "http://x/", "HTTP 500", status=500), "failed",
+         "zillow: HttpStatusError"),
+        (TransientError("zillow", "http://x/", "retries exhausted"), "failed",
+         "zillow: TransientError"),
+        (ParseError("zillow", "missing x.y"), "failed", "zillow: missing x.y"),
+        (KeyError("surprise"), "failed", "zillow: unexpected KeyError"),
+    ],
+)
+def test_guarded_maps_outcomes(exc: Exception, status: str, reason: str) -> None:
+    async def body() -> Listing:
+        raise exc
+
+    listing = asyncio.run(guarded("zillow", ADDR, body))
+    assert listing.status == status and listing.reason.startswith(reason)

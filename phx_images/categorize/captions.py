@@ -48,11 +48,11 @@ RULES: list[tuple[str, str]] = [
     ("office", r"office|den\b|study\b|workspace"),
     ("bonus", r"bonus|game room|media room|loft|flex (room|space)|theater|family room"),
     ("living", r"living|great room|sitting room|lounge"),
+    ("bathroom", r"bath(room)?|powder room|shower|vanity|toilet|tub\b"),
     ("entry", r"entry|entrance|foyer|front door"),
     ("hallway", r"hallway|hall\b|corridor"),
     ("closet", r"closet|walk[- ]in"),
     ("stairs", r"stair|staircase|steps"),
-    ("bathroom", r"bath(room)?|powder room|shower|vanity|toilet|tub\b"),
     ("bedroom", r"bed ?room|guest room|nursery|\bbed\b"),
 ]
 _COMPILED = [(subject, re.compile(pattern, re.IGNORECASE)) for subject, pattern in RULES]

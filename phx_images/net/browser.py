@@ -325,8 +325,23 @@ class BrowserManager:
 
 
 async def _close_tab_quietly(tab: Any) -> None:
+    """Close ``tab`` and wait until Chromium has really dropped the target.
+
+    ``Target.closeTarget`` answers before the target is gone; waiting makes "closed" mean
+    closed (tab counts, the ``max_tabs`` semaphore) instead of "closing".
+    """
+    import nodriver.cdp as cdp
+
     try:
+        target_id = tab.target.target_id
         await asyncio.wait_for(tab.close(), timeout=5)
+        browser = tab.browser
+        deadline = time.monotonic() + 3.0
+        while browser is not None and time.monotonic() < deadline:
+            infos = await asyncio.wait_for(browser.send(cdp.target.get_targets()), timeout=2)
+            if all(info.target_id != target_id for info in infos):
+                return
+            await asyncio.sleep(0.05)
     except Exception as exc:  # a dead tab or browser: nothing left to close
         log.debug("closing tab failed: %s", redact_text(exc))
 
@@ -405,12 +420,13 @@ async def element_centre(tab: Any, selector: str) -> tuple[float, float]:
         f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
         " if (!e) return null; e.scrollIntoView({block: 'center', inline: 'center'});"
         " const r = e.getBoundingClientRect();"
-        " return [r.left + r.width / 2, r.top + r.height / 2]; })()"
+        " return JSON.stringify([r.left + r.width / 2, r.top + r.height / 2]); })()"
     )
-    centre = await tab.evaluate(js)
-    if not centre:
+    raw = await tab.evaluate(js)
+    if not isinstance(raw, str):
         raise LookupError(f"no element matches {selector!r}")
-    return float(centre[0]), float(centre[1])
+    x, y = json.loads(raw)
+    return float(x), float(y)
 
 
 async def press_and_hold(tab: Any, selector: str, seconds: float) -> None:

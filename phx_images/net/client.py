@@ -31,6 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
+from curl_cffi.requests import AsyncSession
+from curl_cffi.requests.exceptions import RequestException
+
 from phx_images.net.allowlist import Allowlist, Resolver, origin_of
 from phx_images.net.breaker import BreakerRecord, CircuitBreaker, Denied, Ticket
 from phx_images.net.browser import BrowserManager, navigate, press_and_hold, wait_for
@@ -146,6 +149,11 @@ class SourceMetrics:
         }
 
 
+def asset_source_name(source: str) -> str:
+    """The policy name of a source's photo CDN (its own rate limit and breaker)."""
+    return f"{source}-cdn"
+
+
 @dataclass
 class _Source:
     name: str
@@ -235,18 +243,25 @@ class PolicyClient:
 
     # ------------------------------------------------------------------ per-source machinery
 
-    def _source(self, name: str) -> _Source:
-        src = self._sources.get(name)
+    def _source(self, name: str, *, assets: bool = False) -> _Source:
+        """The policy state of ``name``; with ``assets``, of its photo CDN, which is paced and
+        broken separately (``asset_max_rps``): a CDN is built for many more requests than the
+        site's pages, and photos failing there must not close the site itself."""
+        key = asset_source_name(name) if assets else name
+        src = self._sources.get(key)
         if src is not None:
             return src
         try:
             cfg = self.settings.source(name)
         except KeyError as exc:
             raise NotAllowed(name, "", str(exc)) from None
+        if assets:
+            cfg = cfg.model_copy(update={"max_rps": cfg.asset_max_rps, "start_rps": None,
+                                         "burst": max(cfg.burst, 2)})
         import random
 
         src = _Source(
-            name=name,
+            name=key,
             settings=cfg,
             allowlist=Allowlist(
                 name, cfg.origins, self.settings.allow_private_origins, resolver=self._resolver
@@ -268,8 +283,8 @@ class PolicyClient:
         )
         configure = getattr(self.state, "configure", None)
         if callable(configure):
-            configure(name, cfg.max_rps, cfg.burst)
-        self._sources[name] = src
+            configure(key, cfg.max_rps, cfg.burst)
+        self._sources[key] = src
         return src
 
     def _session(self, src: _Source) -> Any:
@@ -277,8 +292,6 @@ class PolicyClient:
         (in the simulator every site is 127.0.0.1, and cookies ignore ports)."""
         session = self._sessions.get(src.name)
         if session is None:
-            from curl_cffi.requests import AsyncSession
-
             session = AsyncSession(impersonate=src.settings.impersonate)
             self._sessions[src.name] = session
         return session
@@ -395,6 +408,8 @@ class PolicyClient:
         src = self._source(source)
         if not src.settings.enabled:
             raise NotAllowed(source, url, "source is disabled in settings")
+        if kind == "image" and origin_of(url) != src.base_origin:
+            src = self._source(source, assets=True)
         if max_bytes is not None:
             cap = max_bytes
         elif kind == "image":
@@ -532,8 +547,6 @@ class PolicyClient:
         self, src: _Source, url: str, headers: dict, proxy: str | None, cap: int
     ) -> Response:
         """One GET on curl_cffi, streamed and cut at ``cap`` bytes; no redirects followed."""
-        from curl_cffi.requests.exceptions import RequestException
-
         session = self._session(src)
         timeout = src.settings.timeout_s
         src.metrics.requests += 1
@@ -583,8 +596,6 @@ class PolicyClient:
         URL through it, paced like any request. Any HTTP answer means the proxy works."""
 
         async def probe(proxy: str) -> bool:
-            from curl_cffi.requests.exceptions import RequestException
-
             await self.state.acquire(src.name, src.rate.rate)
             session = self._session(src)
             src.metrics.requests += 1

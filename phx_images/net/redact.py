@@ -34,7 +34,7 @@ SENSITIVE_HEADERS: frozenset[str] = frozenset(
 
 _secrets: set[str] = set()
 _lock = threading.Lock()
-_URL_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
+_URL_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>()\[\]]+")
 _AUTH_RE = re.compile(
     r"(?i)\b(authorization|proxy-authorization)(['\"]?\s*[:=]\s*['\"]?)([^'\"\r\n,}]+)"
 )

@@ -42,7 +42,17 @@ MAX_PAGES = 8  # 200 results: a street-number-and-name query never needs more
 
 # fact -> (document, dotted path). Declarative: a renamed field is a one-line change, and
 # jpath() names the missing key if the county changes its answer.
-FACT_FIELDS: dict[str, tuple[str, str]] = {}
+FACT_FIELDS: dict[str, tuple[str, str]] = {
+    "lot_sqft": ("propertyinfo", "LotSize"),
+    "year_built": ("propertyinfo", "YearBuilt"),
+    "land_use": ("propertyinfo", "PropertyUseDescription"),
+    "sqft": ("residential", "LivableSpace"),
+    "beds": ("residential", "Bedrooms"),
+    "baths": ("residential", "Bathrooms"),
+    "pool": ("residential", "Pool"),
+    "garage": ("residential", "GarageStalls"),
+    "sewer": ("residential", "SewerType"),
+}
 
 
 @dataclass

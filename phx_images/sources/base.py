@@ -520,3 +520,19 @@ def yes_no(text: object, source: str, what: str) -> bool:
     if value in {"yes", "y", "true", "1"} or value.startswith(("yes", "private", "community")):
         return True
     raise ParseError(source, f"{what} is not yes/no: {text!r}")
+
+
+def hoa_per_month(text: object, source: str) -> float:
+    """``"No Fees"`` -> 0, ``"$150/month"`` / ``"$150 monthly"`` -> 150, yearly and quarterly
+    fees converted to a month; a fee without a period is loud (guessing would be wrong)."""
+    low = str(text or "").strip().lower()
+    if low in {"no fees", "none", "no", "$0", "0"}:
+        return 0.0
+    amount = to_float(text, source, "HOA fee")
+    if "year" in low or "annual" in low or "/yr" in low:
+        return round(amount / 12, 2)
+    if "quarter" in low:
+        return round(amount / 3, 2)
+    if "month" in low or "/mo" in low:
+        return amount
+    raise ParseError(source, f"HOA fee has no period: {text!r}")

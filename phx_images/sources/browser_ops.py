@@ -2,9 +2,9 @@
 
 Why a module of its own: adapters must never drive nodriver directly (the policy layer owns the
 browser: allowlist, rate, breaker, tab limits). This file is the single seam between the
-adapters and ``phx_images.net.browser``; if the net layer renames a helper, only this file
-changes. Waiting is done by polling the page's HTML with a predicate, which works the same for
-a JavaScript challenge that reloads the page, a captcha, or a widget that renders late.
+adapters and the net layer's ``BrowserPage`` (``get_html``, ``wait_for``, ``press_and_hold``);
+if the net layer renames one, only this file changes. Polling the HTML with a predicate works
+for a JavaScript challenge that reloads the page, a captcha, and a widget that renders late.
 """
 
 from __future__ import annotations
@@ -25,15 +25,9 @@ class WaitTimeout(TimeoutError):
         super().__init__(f"timed out waiting for {what}")
 
 
-def _net_browser() -> Any:
-    from phx_images.net import browser
-
-    return browser
-
-
 async def html(page: Any) -> str:
     """The page's current serialised DOM."""
-    return await _net_browser().get_html(page)
+    return await page.get_html()
 
 
 async def wait_html(page: Any, predicate: Callable[[str], bool], timeout_s: float, *,
@@ -41,14 +35,17 @@ async def wait_html(page: Any, predicate: Callable[[str], bool], timeout_s: floa
     """Poll the DOM until ``predicate(html)`` holds; raise :class:`WaitTimeout` otherwise.
 
     Reading the DOM while the page navigates (a challenge reloading it) can fail: such an
-    error is retried until the deadline.
+    error is retried until the deadline. The DOM is only read once the document is parsed.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     last = ""
     while True:
-        with contextlib.suppress(Exception):
-            last = await html(page)  # may fail while a navigation is in progress: retried
+        with contextlib.suppress(Exception):  # fails while a navigation is in progress
+            # Only a fully parsed document counts: a DOM read mid-parse (after a challenge
+            # reloaded the page) can hold half a <script> whose JSON is cut off.
+            if await page.evaluate("document.readyState") in ("interactive", "complete"):
+                last = await html(page)
         if predicate(last):
             return last
         if loop.time() >= deadline:
@@ -60,7 +57,7 @@ async def wait_selector(page: Any, selector: str, timeout_s: float, *, source: s
     """The element matching ``selector`` once it appears; a missing one is a layout change,
     reported loudly as a :class:`ParseError` naming the source and the selector."""
     try:
-        return await _net_browser().wait_for(page, selector, timeout=timeout_s)
+        return await page.wait_for(selector, timeout=timeout_s)
     except TimeoutError:
         raise ParseError(source, f"page has no {selector} after {timeout_s:g}s") from None
 
@@ -78,4 +75,4 @@ async def type_text(page: Any, selector: str, text: str, *, source: str,
 
 async def press_and_hold(page: Any, selector: str, seconds: float) -> None:
     """Hold the primary mouse button on ``selector`` (trusted CDP events, net layer)."""
-    await _net_browser().press_and_hold(page, selector, seconds)
+    await page.press_and_hold(selector, seconds)

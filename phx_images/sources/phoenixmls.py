@@ -28,6 +28,7 @@ from phx_images.sources.base import (
     format_from_url,
     group_photos,
     guarded,
+    hoa_per_month,
     lot_to_sqft,
     not_found,
     parse_html,
@@ -137,21 +138,6 @@ def parse_fields(doc: Node) -> dict[str, str]:
     return fields
 
 
-def hoa_per_month(text: str) -> float:
-    """``"No Fees"`` -> 0, ``"$150/month"`` -> 150, yearly/quarterly fees per month."""
-    low = text.strip().lower()
-    if low in {"no fees", "none", "no", "$0", "0"}:
-        return 0.0
-    amount = to_float(text, NAME, "HOA fee")
-    if "year" in low or "annual" in low or "/yr" in low:
-        return round(amount / 12, 2)
-    if "quarter" in low:
-        return round(amount / 3, 2)
-    if "month" in low or "/mo" in low:
-        return amount
-    raise ParseError(NAME, f"HOA fee has no period: {text!r}")
-
-
 def typed_facts(fields: dict[str, str]) -> dict[str, object]:
     """The listing fields as typed facts (money and sizes as numbers, pool as bool)."""
     f = fields
@@ -169,7 +155,7 @@ def typed_facts(fields: dict[str, str]) -> dict[str, object]:
         facts["garage"] = (0 if garage.strip().lower() in {"none", "no"}
                            else to_int(garage, NAME, "Garage"))
     if "HOA" in f:
-        facts["hoa_monthly"] = hoa_per_month(f["HOA"])
+        facts["hoa_monthly"] = hoa_per_month(f["HOA"], NAME)
     if "Pool" in f:
         facts["pool"] = yes_no(f["Pool"], NAME, "Pool")
     if "Sewer" in f:

@@ -28,6 +28,7 @@ from phx_images.sources.base import (
     format_from_url,
     group_photos,
     guarded,
+    hoa_per_month,
     jpath,
     loads,
     lot_to_sqft,
@@ -205,6 +206,18 @@ def parse_facts(prop: dict[str, Any]) -> dict[str, object]:
     )
     if facts["baths"] is not None:
         facts["baths"] = float(facts["baths"])  # type: ignore[arg-type]
+    reso = prop.get("resoFacts")
+    if isinstance(reso, dict):  # optional block: taken when present, never required
+        if reso.get("hasPrivatePool") is not None:
+            facts["pool"] = bool(reso["hasPrivatePool"])
+        if reso.get("garageParkingCapacity") is not None:
+            facts["garage"] = reso["garageParkingCapacity"]
+        if "hoaFee" in reso:
+            fee = reso["hoaFee"]
+            facts["hoa_monthly"] = 0.0 if not fee else hoa_per_month(fee, NAME)
+        if reso.get("sewer"):
+            sewer = reso["sewer"]
+            facts["sewer"] = ", ".join(sewer) if isinstance(sewer, list) else str(sewer)
     if prop.get("description"):
         facts["description"] = prop["description"]
     return facts
@@ -284,7 +297,7 @@ class ZillowAdapter:
                 await browser_ops.press_and_hold(page, "#px-captcha", hold_s)
                 try:
                     html = await browser_ops.wait_html(
-                        page, lambda h: page_kind(h) == "content", min(timeout, 8.0),
+                        page, lambda h: page_kind(h) == "content", min(timeout, 6.0),
                         what=f"{NAME}: content after press-and-hold")
                 except browser_ops.WaitTimeout as exc:
                     html = exc.html

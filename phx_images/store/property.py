@@ -73,6 +73,8 @@ class PropertyStore:
             raw = self.fs.read_json(self.manifest_key)
         except FileNotFoundError:
             return Manifest(property_hash=self.property_hash, address=address)
+        except StoreError as exc:
+            raise StoreError(f"{exc}; refusing to overwrite it") from exc
         try:
             manifest = Manifest.model_validate(raw)
         except Exception as exc:

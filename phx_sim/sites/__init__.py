@@ -1,0 +1,1 @@
+"""The four imitated sites, their photo CDNs and the hostile ``elsewhere`` host."""
