@@ -24,13 +24,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="phx-images", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="phx-images",
+        description="Collect, deduplicate, name and store listing photos (see README).",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
         sub_parser = sub.add_parser(name, help=help_text)
         module = importlib.import_module(module_name)
-        getattr(module, f"add_{name}_arguments", module.add_arguments)(sub_parser)
-        sub_parser.set_defaults(_run=getattr(module, f"run_{name}", getattr(module, "run", None)))
+        add = getattr(module, f"add_{name}_arguments", None) or module.add_arguments
+        add(sub_parser)
+        run = getattr(module, f"run_{name}", None) or module.run
+        sub_parser.set_defaults(_run=run)
     return parser
 
 

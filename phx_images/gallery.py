@@ -110,12 +110,22 @@ def write_property_page(store: ImageStore, manifest: Manifest) -> str:
 def build_gallery(store: ImageStore, property_hashes: Iterable[str] | None = None) -> str:
     """Write every property's page and the index at the store root; returns the index key."""
     hashes = sorted(property_hashes) if property_hashes is not None else store.property_hashes()
+    for property_hash in hashes:
+        manifest = store.read_manifest(property_hash)
+        if manifest is not None:
+            write_property_page(store, manifest)
+    return write_index(store, hashes)
+
+
+def write_index(store: ImageStore, property_hashes: Iterable[str] | None = None) -> str:
+    """Write only the index (every property's page is written when the property is stored,
+    so a run's coordinator need not redo them); returns the index key."""
+    hashes = sorted(property_hashes) if property_hashes is not None else store.property_hashes()
     rows = []
     for property_hash in hashes:
         manifest = store.read_manifest(property_hash)
         if manifest is None:
             continue
-        write_property_page(store, manifest)
         cover = ""
         if manifest.photos:
             cover = (f'<img src="processed/{_e(property_hash)}/thumbs/'

@@ -20,8 +20,14 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel, Field
 
 from phx_images.address import Address
-from phx_images.categorize import Categorizer, get_categorizer
-from phx_images.gallery import write_gallery
+from phx_images.categorize import (
+    UNCATEGORIZED,
+    Categorizer,
+    Category,
+    PhotoContext,
+    categorizer_from_settings,
+)
+from phx_images.gallery import write_index, write_property_page
 from phx_images.images.download import Downloaded, download
 from phx_images.images.hashing import from_hex, perceptual_hashes, to_hex
 from phx_images.images.inspect import BadImage, ImageInfo
@@ -36,6 +42,7 @@ from phx_images.sources import get_adapters
 from phx_images.store import ImageStore, RunRecord
 
 log = logging.getLogger(__name__)
+COMMIT_EVERY = 8  # photos between manifest commits: what a crash can cost, at most
 
 
 class PhotoFetchFailed(RuntimeError):
@@ -198,7 +205,7 @@ class Engine:
     @classmethod
     async def open(cls, settings: Settings, state: PolicyState | None = None) -> Engine:
         return cls(settings, PolicyClient(settings, state=state),
-                   ImageStore.from_settings(settings), get_categorizer(settings))
+                   ImageStore.from_settings(settings), categorizer_from_settings(settings))
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -262,15 +269,43 @@ class Engine:
     async def integrate(self, prop: Property, listings: list[Listing],
                         fetches: list[PhotoFetch], *, run_id: str,
                         requester: str) -> PropertyReport:
-        return await asyncio.to_thread(self._integrate, prop, listings, fetches)
+        """Dedupe against what the property has, categorize, name and write; the manifest is
+        committed every few photos so a crash loses little, and last."""
+        categories = await self._categorize(listings, fetches)
+        return await asyncio.to_thread(self._integrate, prop, listings, fetches, categories)
 
-    def _integrate(self, prop: Property, listings: list[Listing],
-                   fetches: list[PhotoFetch]) -> PropertyReport:
+    async def _categorize(self, listings: list[Listing],
+                          fetches: list[PhotoFetch]) -> dict[str, Category]:
+        texts = {lst.source: str(lst.facts.get("description") or "") for lst in listings}
+        facts = {lst.source: lst.facts for lst in listings}
+        positions = {(p.source, p.best_url): p.position for lst in listings for p in lst.photos}
+        out: dict[str, Category] = {}
+        for fetch in fetches:
+            if not fetch.ok or fetch.known or fetch.blob_sha is None:
+                continue
+            image = None
+            if self.categorizer.name != "captions" and fetch.ext:
+                image = await asyncio.to_thread(self.store.read_blob, fetch.blob_sha, fetch.ext)
+            out[fetch.url] = await self.categorizer.categorize(PhotoContext(
+                source=fetch.source, caption=fetch.caption, alt_text=fetch.caption,
+                position=positions.get((fetch.source, fetch.url)),
+                listing_text=texts.get(fetch.source) or None,
+                facts=facts.get(fetch.source) or {}, image=image,
+                image_format=fetch.std_format or "jpeg",
+            ))
+        return out
+
+    def _integrate(self, prop: Property, listings: list[Listing], fetches: list[PhotoFetch],
+                   categories: dict[str, Category]) -> PropertyReport:
         report = PropertyReport.from_discovery(prop, listings)
         pstore = self.store.open_property(prop.property_hash, prop.address.full)
         pstore.gc()
         facts = {lst.source: lst.facts for lst in listings if lst.facts}
-        for fetch in fetches:
+        if facts:
+            self.store.fs.write_json(f"processed/{prop.property_hash}/facts.json", facts)
+        for count, fetch in enumerate(fetches, start=1):
+            if count % COMMIT_EVERY == 0:
+                pstore.commit()
             src = report.sources[fetch.source]
             if fetch.known or (fetch.ok and not pstore.needs_download(fetch.url)
                                and fetch.blob_sha is None):
@@ -286,14 +321,13 @@ class Engine:
                 report.failed_photos += 1
                 continue
             report.downloaded += 1
-            category = self.categorizer.categorize(caption=fetch.caption, source=fetch.source,
-                                                   context=facts.get(fetch.source))
             result = pstore.add_photo(
                 source=fetch.source, url=fetch.url, downloaded=_downloaded(fetch),
                 standardized=_standardized(fetch, self.store.read_blob(fetch.blob_sha,
                                                                        fetch.ext)),
                 hashes=(from_hex(fetch.phash or "0"), from_hex(fetch.dhash or "0")),
-                category=category, categorizer=self.categorizer.name,
+                category=categories.get(fetch.url, UNCATEGORIZED),
+                categorizer=self.categorizer.name,
                 source_photo_id=fetch.source_photo_id, caption=fetch.caption,
             )
             if result.action == "new":
@@ -309,10 +343,10 @@ class Engine:
             pstore.finish_source(listing.source, seen,
                                  complete=listing.status is ListingStatus.FOUND,
                                  stale_after_days=self.settings.images.stale_after_days)
-        pstore.touch_checked(facts=facts)
+        pstore.touch()
         pstore.commit()
         report.photos_total = len(pstore.photos)
-        write_gallery(self.store, prop.property_hash)
+        write_property_page(self.store, pstore.manifest)
         return report
 
     def record_report(self, run_id: str, report: PropertyReport, requester: str) -> None:
@@ -376,12 +410,13 @@ def read_run_reports(settings: Settings, run_id: str, properties: list[Property]
     store = ImageStore.from_settings(settings)
     wanted = {p.property_hash: p for p in properties}
     found: dict[str, PropertyReport] = {}
-    for record in store.run_records(run_id=_safe(run_id)):
-        raw = record.extra.get("report")
+    for record in store.run_records():
+        raw = record.extra.get("report") if record.run_id == _safe(run_id) else None
         if isinstance(raw, dict):
             report = PropertyReport.model_validate(raw)
             if report.property_hash in wanted:
                 found[report.property_hash] = report
+    write_index(store)
     summary = RunSummary(run_id=run_id, problems=problems)
     for prop in properties:
         if prop.property_hash in found:
@@ -410,8 +445,7 @@ def stale_properties(settings: Settings, *, max_age_hours: float,
     due: list[Property] = []
     for prop in known_properties(settings).properties:
         manifest = store.read_manifest(prop.property_hash)
-        checked = getattr(manifest, "checked", None) or getattr(manifest, "updated", None)
-        if manifest is None or checked is None or checked < cutoff:
+        if manifest is None or manifest.updated < cutoff:
             due.append(prop)
     return due
 

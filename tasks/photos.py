@@ -17,8 +17,8 @@ from prefect.context import TaskRunContext
 
 from flows.engine import current_engine
 from phx_images.models import PhotoRef
-from phx_images.pipeline import PhotoFetch
 from phx_images.net.client import asset_source_name
+from phx_images.pipeline import PhotoFetch
 from tasks.discover import source_tag
 
 

@@ -211,6 +211,11 @@ class PropertyStore:
                 entry.status = UrlStatus.STALE
             self._dirty = True
 
+    def touch(self) -> None:
+        """Record that the property was checked now (``manifest.updated`` on the next commit),
+        even if nothing changed: the scheduled refresh picks properties by that time."""
+        self._dirty = True
+
     def commit(self) -> bool:
         """Write the manifest atomically (then the lookup entry, then delete files the manifest
         no longer lists). True if anything was written."""
