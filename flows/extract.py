@@ -14,12 +14,10 @@ from phx_images.pipeline import RunSummary, known_properties
 from phx_images.properties import PropertyList, from_addresses, load_csv
 
 
-def _cancel_children_hook(flow: Flow, run: FlowRun, state: State) -> None:
+async def _cancel_children_hook(flow: Flow, flow_run: FlowRun, state: State) -> None:
     """On cancellation, stop the child runs at once instead of waiting for the server's
-    periodic clean-up."""
-    import asyncio
-
-    asyncio.run(cancel_children(run.id))
+    periodic clean-up. Runs in the supervising process (the worker), so it only uses the API."""
+    await cancel_children(flow_run.id)
 
 
 def resolve_properties(

@@ -74,10 +74,14 @@ async def fan_out(
     async with get_client() as client:
         while len(done) < len(children):
             await asyncio.sleep(orchestration.poll_interval_s)
-            runs = await client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=list(children))),
-                limit=len(children),
-            )
+            pending = [c for c in children if c not in done]
+            runs = []
+            for start in range(0, len(pending), 200):  # the API's largest page
+                runs += await client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(
+                        id=FlowRunFilterId(any_=pending[start : start + 200])),
+                    limit=200,
+                )
             finished_now = 0
             for run in runs:
                 if run.id not in done and run.state is not None and run.state.is_final():
@@ -113,12 +117,17 @@ async def cancel_children(parent_run_id: UUID) -> int:
 
     asked = 0
     async with get_client() as client:
-        runs = await client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(
-                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_run_id])
-            ),
-            limit=1000,
-        )
+        runs, page = [], 200  # the API's largest page
+        while True:
+            batch = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_run_id])
+                ),
+                limit=page, offset=len(runs),
+            )
+            runs += batch
+            if len(batch) < page:
+                break
         for run in runs:
             if run.state is not None and not run.state.is_final():
                 # A run no worker has taken yet has nothing to stop: cancel it outright.

@@ -345,6 +345,7 @@ class Engine:
                                  stale_after_days=self.settings.images.stale_after_days)
         pstore.touch()
         pstore.commit()
+        self._stored_urls.pop(prop.property_hash, None)  # what it has stored just changed
         report.photos_total = len(pstore.photos)
         write_property_page(self.store, pstore.manifest)
         return report

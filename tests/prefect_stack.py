@@ -101,4 +101,9 @@ class PhxStack:
         return {a["key"]: a for a in items if a.get("key")}
 
     def stop(self) -> None:
+        """Stop everything; keep the logs under .run/test-logs/ for whoever reads a failure."""
         self.stack.stop()
+        keep = ROOT / ".run" / "test-logs" / self.stack.home.name
+        keep.mkdir(parents=True, exist_ok=True)
+        for log in self.stack.home.glob("*.log"):
+            shutil.copy(log, keep / log.name)

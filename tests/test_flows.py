@@ -26,14 +26,18 @@ ASSET_CEILING = 8.0
 
 
 def chromium_pids() -> set[int]:
+    """Chromium processes started by flow runs (they inherit PREFECT__FLOW_RUN_ID), so that
+    browsers of other tests or sessions on the machine do not count."""
     pids = set()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 cmd = (entry / "cmdline").read_bytes().split(b"\0")[0]
+                environ = (entry / "environ").read_bytes()
             except OSError:
                 continue
-            if cmd.endswith(b"chromium") or b"/chromium/chromium" in cmd:
+            is_chromium = cmd.endswith(b"chromium") or b"/chromium/chromium" in cmd
+            if is_chromium and b"PREFECT__FLOW_RUN_ID=" in environ:
                 pids.add(int(entry.name))
     return pids
 

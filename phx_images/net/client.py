@@ -47,6 +47,7 @@ from phx_images.net.errors import (
     TooLarge,
     TransientError,
 )
+from phx_images.net.interception import TabGuard, policed_tab
 from phx_images.net.proxies import NoProxyAvailable, ProxyPool
 from phx_images.net.ratelimit import AdaptiveRate
 from phx_images.net.redact import get_logger, redact_text, redact_url, register_secret
@@ -132,6 +133,7 @@ class SourceMetrics:
     too_large: int = 0
     connection_errors: int = 0
     pages: int = 0
+    skipped: int = 0  # in-page requests not made: images, fonts, ... (net/interception.py)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -146,6 +148,7 @@ class SourceMetrics:
             "too_large": self.too_large,
             "connection_errors": self.connection_errors,
             "pages": self.pages,
+            "skipped": self.skipped,
         }
 
 
@@ -623,27 +626,39 @@ class PolicyClient:
     async def page(self, source: str, url: str) -> AsyncIterator[BrowserPage]:
         """A fresh tab on the shared browser, navigated to ``url``, closed on exit.
 
-        Same allowlist, rate and breaker checks as ``fetch`` for the navigation itself.
-        A failed navigation is a breaker failure and raises TransientError; what the adapter
-        does inside the block does not touch the breaker.
+        Same allowlist, rate and breaker checks as ``fetch`` for the navigation itself, and
+        every request the tab then makes by itself is policed too (``net/interception.py``:
+        allowlist, the same rate slots, no images/fonts/stylesheets). A failed navigation is a
+        breaker failure and raises TransientError; a redirect off the allowlist raises
+        NotAllowed; what the adapter does inside the block does not touch the breaker.
         """
         if self._closed:
             raise FetchError(source, url, "client is closed")
         src = self._source(source)
         if not src.settings.enabled:
             raise NotAllowed(source, url, "source is disabled in settings")
-        await self._open_checks(src, url)
-        ticket = await self._admit(src, url)
+        await self._open_checks(src, url, pace=False)
+        ticket: Ticket | None = None
         recorded = False
         try:
-            async with self.browser().tab() as tab:
+            async with policed_tab(self, src, url) as (tab, guard):
+                # The slot is taken once the tab is ready, right before the request leaves:
+                # starting Chromium takes seconds, and a slot booked before that would let the
+                # page's own next request (a challenge reload) follow the first too closely.
+                await self._pace(src, url)
+                slot_at = self._clock()
+                ticket = await self._admit(src, url)
                 src.metrics.pages += 1
                 src.metrics.requests += 1
                 outcome: Literal["ok", "fail", "none"] = "none"
                 reason = "cancelled"
                 try:
-                    await navigate(tab, url, timeout=self.settings.browser.page_timeout_s)
+                    with guard.prepaid(slot_at):
+                        await navigate(tab, url, timeout=self.settings.browser.page_timeout_s)
                 except (Exception, TimeoutError) as exc:
+                    if guard.refusal is not None:  # redirected off the allowlist: our refusal
+                        reason = "navigation refused by the allowlist"
+                        raise guard.refusal from None
                     outcome, reason = "fail", f"browser navigation failed: {redact_text(exc)}"
                     raise TransientError(source, url, reason) from None
                 else:
@@ -652,12 +667,12 @@ class PolicyClient:
                 finally:
                     recorded = True
                     await asyncio.shield(self._verdict(src, ticket, outcome, reason))
-                yield BrowserPage(self, src, tab)
+                yield BrowserPage(self, src, tab, guard)
         finally:
-            if not recorded:  # the browser itself failed or we were cancelled: no verdict
+            if ticket is not None and not recorded:  # browser failed or cancelled: no verdict
                 await asyncio.shield(self._verdict(src, ticket, "none", "browser unavailable"))
 
-    async def _open_checks(self, src: _Source, url: str) -> None:
+    async def _open_checks(self, src: _Source, url: str, *, pace: bool = True) -> None:
         try:
             await src.allowlist.check(url)
         except NotAllowed:
@@ -666,7 +681,8 @@ class PolicyClient:
         except OSError as exc:
             raise TransientError(src.name, url, f"DNS resolution failed: {exc}") from None
         await self._breaker_precheck(src, url)
-        await self._pace(src, url)
+        if pace:
+            await self._pace(src, url)
 
     # ------------------------------------------------------------------ operators
 
@@ -719,9 +735,10 @@ class BrowserPage:
 
     is_browser_page = True
 
-    def __init__(self, client: PolicyClient, src: _Source, tab: Any) -> None:
+    def __init__(self, client: PolicyClient, src: _Source, tab: Any, guard: TabGuard) -> None:
         self._client = client
         self._src = src
+        self._guard = guard
         self.tab = tab
         self.source = src.name
 
@@ -752,14 +769,19 @@ class BrowserPage:
         """Navigate this tab to ``url`` after the allowlist/rate/breaker checks."""
         client, src = self._client, self._src
         await client._open_checks(src, url)
+        slot_at = client._clock()
         ticket = await client._admit(src, url)
         outcome: Literal["ok", "fail", "none"] = "none"
         reason = "cancelled"
         src.metrics.requests += 1
         try:
-            await navigate(self.tab, url, timeout=client.settings.browser.page_timeout_s)
+            with self._guard.prepaid(slot_at):
+                await navigate(self.tab, url, timeout=client.settings.browser.page_timeout_s)
             outcome, reason = "ok", "page loaded"
         except (Exception, TimeoutError) as exc:
+            if self._guard.refusal is not None:  # redirected off the allowlist: our refusal
+                reason = "navigation refused by the allowlist"
+                raise self._guard.refusal from None
             outcome, reason = "fail", f"browser navigation failed: {redact_text(exc)}"
             raise TransientError(src.name, url, reason) from None
         finally:
