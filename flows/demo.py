@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -42,11 +43,12 @@ def _alive(pid: int) -> bool:
 
 
 def _sim_env(path: Path) -> dict[str, str]:
+    """The simulator's ``--write-env`` file (shell syntax, values quoted) as a dict."""
     env = {}
     for line in path.read_text().splitlines():
         if "=" in line and not line.lstrip().startswith("#"):
             key, _, value = line.partition("=")
-            env[key.strip()] = value.strip()
+            env[key.strip()] = "".join(shlex.split(value))
     return env
 
 
@@ -92,7 +94,7 @@ def up(csv: Path) -> int:
     )
     print()
     print(f"Prefect UI:   http://127.0.0.1:{PREFECT_PORT}")
-    print(f"Gallery:      {ROOT / 'data' / 'property_images' / 'gallery' / 'index.html'}")
+    print(f"Gallery:      {ROOT / 'data' / 'property_images' / 'index.html'}")
     print("Stop it all:  make down")
     return result.returncode
 

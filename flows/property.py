@@ -18,7 +18,7 @@ from prefect.runtime import flow_run
 from flows.engine import current_engine, run_engine
 from flows.params import ExtractMode, SourceName
 from phx_images.models import Listing, ListingStatus, PhotoRef, Property
-from phx_images.pipeline import PhotoFetch, PropertyReport, failed_fetch
+from phx_images.pipeline import PhotoFetch, PropertyReport, failed_fetch, known_fetch
 from tasks.discover import discover_on
 from tasks.photos import fetch_task
 from tasks.store import store_property
@@ -30,11 +30,20 @@ def worker_name() -> str:
 
 
 async def _fetch_all(prop: Property, photos: list[PhotoRef], fresh: bool) -> list[PhotoFetch]:
+    """Fetch tasks for the photos this property has not stored yet; stored ones cost nothing.
+
+    A cache hit costs a task run's worth of API calls, so photos the property's manifest
+    already lists skip the task altogether; the URL-keyed cache then serves what was fetched
+    but never integrated (a cancelled run), photos shared with another property, and workers
+    whose store lost a manifest."""
     engine = current_engine()
     orchestration = engine.settings.orchestration
     gate = asyncio.Semaphore(orchestration.download_concurrency)
+    stored = set() if fresh else await engine.stored_urls(prop.property_hash)
 
     async def one(photo: PhotoRef) -> PhotoFetch:
+        if photo.best_url in stored:
+            return known_fetch(photo)
         task = fetch_task(
             photo.source,
             stale_after_days=engine.settings.images.stale_after_days,
@@ -44,7 +53,9 @@ async def _fetch_all(prop: Property, photos: list[PhotoRef], fresh: bool) -> lis
         async with gate:
             state = await task(photo, prop.property_hash, return_state=True)
         if state.is_completed():
-            return await state.result()
+            result: PhotoFetch = await state.result()
+            # a cache hit downloaded nothing now: say so in the counts
+            return result.model_copy(update={"cached": state.name == "Cached"})
         return failed_fetch(photo, state.message or "fetch failed")
 
     return list(await asyncio.gather(*(one(p) for p in photos)))

@@ -59,6 +59,7 @@ class PhotoFetch(BaseModel):
     ok: bool = True
     reason: str | None = None
     known: bool = False  # already stored for this property: nothing was downloaded
+    cached: bool = False  # served from the orchestrator's URL-keyed cache: not downloaded now
     content_sha: str | None = None  # sha256 of the downloaded bytes
     raw_format: str | None = None
     raw_width: int = 0
@@ -76,6 +77,12 @@ class PhotoFetch(BaseModel):
     def raise_if_failed(self) -> None:
         if not self.ok:
             raise PhotoFetchFailed(f"{self.source} {self.url}: {self.reason}")
+
+
+def known_fetch(photo: PhotoRef) -> PhotoFetch:
+    """The result for a photo the property already has stored: nothing to download."""
+    return PhotoFetch(source=photo.source, source_photo_id=photo.source_photo_id,
+                      url=photo.best_url, caption=photo.caption, known=True)
 
 
 def failed_fetch(photo: PhotoRef, reason: str) -> PhotoFetch:
@@ -219,6 +226,11 @@ class Engine:
         return await adapter.discover(self.client, address)
 
     # ---- fetch -------------------------------------------------------------------------
+    async def stored_urls(self, property_hash: str) -> set[str]:
+        """URLs whose photo this property already has in the store."""
+        await asyncio.to_thread(self._already_stored, property_hash, "")
+        return set(self._stored_urls[property_hash])
+
     def _already_stored(self, property_hash: str, url: str) -> bool:
         if property_hash not in self._stored_urls:
             manifest = self.store.read_manifest(property_hash)
@@ -239,7 +251,7 @@ class Engine:
         base = {"source": photo.source, "source_photo_id": photo.source_photo_id, "url": url,
                 "caption": photo.caption}
         if not fresh and await asyncio.to_thread(self._already_stored, property_hash, url):
-            return PhotoFetch(**base, known=True)
+            return known_fetch(photo)
         images = self.settings.images
         source = self.settings.source(photo.source)
         try:
@@ -320,7 +332,10 @@ class Engine:
                 src.failures.append(f"{fetch.source_photo_id}: {fetch.reason}")
                 report.failed_photos += 1
                 continue
-            report.downloaded += 1
+            if fetch.cached:
+                report.reused += 1
+            else:
+                report.downloaded += 1
             result = pstore.add_photo(
                 source=fetch.source, url=fetch.url, downloaded=_downloaded(fetch),
                 standardized=_standardized(fetch, self.store.read_blob(fetch.blob_sha,

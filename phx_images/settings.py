@@ -39,7 +39,11 @@ class SourceSettings(BaseModel):
         6.0, gt=0, description="Ceiling for its photo CDN, paced apart from the pages"
     )
     max_concurrency: int = Field(2, ge=1, description="Concurrent tasks against this source")
-    asset_max_concurrency: int = Field(4, ge=1, description="Concurrent photo downloads")
+    asset_max_concurrency: int = Field(
+        8, ge=1,
+        description="Concurrent photo downloads across all workers (the tag limit); keep it "
+        "at least workers x download_concurrency, or tasks queue on Prefect's slot retries",
+    )
     timeout_s: float = Field(20.0, gt=0)
     max_page_bytes: int = Field(8 * 1024 * 1024, gt=0)
     max_image_bytes: int = Field(50 * 1024 * 1024, gt=0)
@@ -129,7 +133,7 @@ class OrchestrationSettings(BaseModel):
         description="Where the result-storage block points (s3://bucket/prefix for several "
         "machines); default: <data_dir>/prefect-results",
     )
-    download_concurrency: int = Field(6, ge=1, description="Downloads in flight per property")
+    download_concurrency: int = Field(4, ge=1, description="Downloads in flight per property")
     properties_per_child: int = Field(1, ge=1, le=50, description="Properties per child run")
     poll_interval_s: float = Field(2.0, gt=0)
     refresh_max_age_hours: float = Field(24.0, gt=0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -105,15 +106,22 @@ def test_deployment_run_completes_and_caches_across_runs(phx: PhxStack, sim: obj
             cdn = stats[f"{source}_photos"]
             assert cdn["peak_rps"] <= int(ASSET_CEILING), (source, cdn)
 
-    # second run: every download is a cache hit (same URL hash), nothing fetched from CDNs
+    # second run: nothing is fetched from the CDNs; photos the property has stored need no
+    # task at all, and the other property, whose store record we drop (as if the store were
+    # restored from an older backup), gets every photo from the URL-keyed task cache.
+    lost = sorted(manifests)[0]
+    shutil.rmtree(store_dir / "property_images" / "processed" / lost)
     photo_hits_before = {s: stats[s]["requests"] for s in stats if s.endswith("_photos")}
     run2 = phx.wait_final(phx.submit(addresses=addresses, requester="test"), timeout_s=600)
     assert run2["state_type"] == "COMPLETED"
     stats2 = sim.stats()  # type: ignore[attr-defined]
     assert {s: stats2[s]["requests"] for s in photo_hits_before} == photo_hits_before
-    child_ids = [c["id"] for c in phx.children(run2["id"])]
-    fetches = [t for t in phx.task_runs(child_ids) if t["name"].startswith("fetch ")]
+    children2 = phx.children(run2["id"])
+    fetches = [t for t in phx.task_runs([c["id"] for c in children2])
+               if t["name"].startswith("fetch ")]
     assert fetches and all(t["state_name"] == "Cached" for t in fetches)
+    assert len(fetches) == sum(len(m["urls"]) for h, m in manifests.items() if h == lost)
+    assert read_manifests(store_dir / "property_images")[lost]["photos"]
     summary = phx.artifacts(run2["id"])["extraction-summary"]["data"]
     assert "nothing new was downloaded" in summary
 

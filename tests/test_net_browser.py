@@ -187,3 +187,21 @@ def test_no_chromium_survives_process_exit(tmp_path: Path, how: str) -> None:
     assert not os.path.exists(profile)
     if how == "sigterm":
         assert proc.returncode == -signal.SIGTERM  # the default action still ran afterwards
+
+
+def test_sweep_removes_only_profiles_of_dead_owners(tmp_path: Path) -> None:
+    """A worker killed with SIGKILL cannot clean up; the next browser start sweeps after it."""
+    from phx_images.net.browser import OWNER_FILE, PROFILE_PREFIX, sweep_orphan_profiles
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = tmp_path / f"{PROFILE_PREFIX}orphan"
+    alive = tmp_path / f"{PROFILE_PREFIX}alive"
+    young = tmp_path / f"{PROFILE_PREFIX}young-no-owner"
+    for folder, owner in ((orphan, dead.pid), (alive, os.getpid()), (young, None)):
+        folder.mkdir()
+        if owner is not None:
+            (folder / OWNER_FILE).write_text(str(owner))
+    removed = sweep_orphan_profiles(str(tmp_path))
+    assert removed == [str(orphan)]
+    assert alive.exists() and young.exists() and not orphan.exists()

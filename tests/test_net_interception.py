@@ -215,3 +215,48 @@ def test_a_failing_or_stuck_decision_never_hangs_the_page(
     assert paced.count("/page") == 2  # once per page(), not again when the tab sends it
     assert [h.path for h in origin.hits].count("/ok") == 2
     assert not any(h.path in ("/boom", "/slow") for h in origin.hits)
+
+
+TYPEAHEAD_PAGE = b"""<!doctype html><html><head><title>search</title></head><body>
+<input id="q" type="search"><div id="out"></div>
+<script>
+let seq = 0;
+document.getElementById('q').addEventListener('input', e => {
+  const mine = ++seq;
+  fetch('/suggest?q=' + encodeURIComponent(e.target.value)).then(r => r.text())
+    .then(t => { if (mine === seq) document.getElementById('out').textContent = t; })
+    .catch(() => {});
+});
+</script></body></html>"""
+
+
+def test_search_as_you_type_sends_the_last_query_not_every_keystroke(tmp_path: Path) -> None:
+    """One fetch per keystroke at max_rps=1 would answer the full query ~15 s late; stale
+    keystroke requests still waiting for a slot are dropped, so the last one goes next."""
+    text = "4732 W Davis Rd"
+    routes = {"/search": ok(TYPEAHEAD_PAGE, **HTML),
+              "/suggest": lambda hit: (200, {}, hit.path.encode())}  # fmt: skip
+    with origin_server(routes) as origin:
+        settings = make_settings(tmp_path, origin.url, max_rps=1.0)
+
+        async def go() -> tuple[str, float, dict[str, Any]]:
+            async with PolicyClient(settings) as client:
+                async with client.page("redfin", origin.url + "/search") as page:
+                    field = await page.wait_for("#q", timeout=5)
+                    started = time.monotonic()
+                    await field.send_keys(text)
+                    want = "q=4732%20W%20Davis%20Rd"
+                    shown = ""
+                    while not shown.endswith(want) and time.monotonic() - started < 15:
+                        await asyncio.sleep(0.1)
+                        shown = await page.evaluate("document.getElementById('out').textContent")
+                    took = time.monotonic() - started
+                return shown, took, client.metrics()["redfin"]
+
+        shown, took, metrics = asyncio.run(go())
+    assert shown.endswith("q=4732%20W%20Davis%20Rd")
+    assert took < 5
+    suggest = [h.path for h in origin.hits if h.path.startswith("/suggest")]
+    assert suggest[-1].endswith("q=4732%20W%20Davis%20Rd")
+    assert len(suggest) <= 3  # not one per keystroke (15)
+    assert metrics["skipped"] >= len(text) - 3

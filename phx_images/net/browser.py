@@ -162,6 +162,36 @@ _hooks_installed = False
 _previous_sigterm: Any = None
 
 
+OWNER_FILE = "phx-owner.pid"
+
+
+def sweep_orphan_profiles(tmp: str | None = None) -> list[str]:
+    """Remove profile folders whose owning process is gone (killed with SIGKILL, where no
+    cleanup can run); returns what was removed. Folders of live owners are left alone."""
+    removed = []
+    for folder in Path(tmp or tempfile.gettempdir()).glob(f"{PROFILE_PREFIX}*"):
+        try:
+            owner = int((folder / OWNER_FILE).read_text().strip())
+        except (OSError, ValueError):
+            # no owner recorded (older version, or killed before writing it): by age
+            try:
+                if time.time() - folder.stat().st_mtime < 3600:
+                    continue
+            except OSError:
+                continue
+        else:
+            try:
+                os.kill(owner, 0)
+                continue  # the owner lives
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(str(folder))
+    return removed
+
+
 def _cleanup_all() -> None:
     """Kill every live browser of this process and remove its profile (sync; atexit/signal)."""
     with _live_lock:
@@ -237,7 +267,9 @@ class BrowserManager:
             _install_hooks()
             major = await _chromium_major(self.settings.executable)
             self.user_agent = chrome_user_agent(major)
+            sweep_orphan_profiles()
             self._profile = tempfile.mkdtemp(prefix=PROFILE_PREFIX)
+            Path(self._profile, OWNER_FILE).write_text(str(os.getpid()))
             with _live_lock:
                 _live.add(self)
             try:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
+from curl_cffi import CurlOpt
 from curl_cffi.requests import AsyncSession
 from curl_cffi.requests.exceptions import RequestException
 
@@ -49,7 +50,7 @@ from phx_images.net.errors import (
 )
 from phx_images.net.interception import TabGuard, policed_tab
 from phx_images.net.proxies import NoProxyAvailable, ProxyPool
-from phx_images.net.ratelimit import AdaptiveRate
+from phx_images.net.ratelimit import AdaptiveRate, DepartureGate
 from phx_images.net.redact import get_logger, redact_text, redact_url, register_secret
 from phx_images.net.retry import THROTTLE_STATUSES, RetryPolicy, parse_retry_after
 from phx_images.net.state import MemoryPolicyState, PolicyState, StaleRecord
@@ -232,6 +233,7 @@ class PolicyClient:
         self._probe_lease_s = probe_lease_s
         self._rng = rng
         self._sources: dict[str, _Source] = {}
+        self._gates: dict[str, DepartureGate] = {}
         self._sessions: dict[str, Any] = {}
         self._breaker_cache: dict[str, BreakerRecord] = {}
         self._closed = False
@@ -295,7 +297,11 @@ class PolicyClient:
         (in the simulator every site is 127.0.0.1, and cookies ignore ports)."""
         session = self._sessions.get(src.name)
         if session is None:
-            session = AsyncSession(impersonate=src.settings.impersonate)
+            # No connection reuse: libcurl silently re-sends a request whose reused
+            # connection died before any answer byte (a reset), up to 5 times, past our
+            # pacing; the site saw a reset request and its twin within milliseconds.
+            session = AsyncSession(impersonate=src.settings.impersonate,
+                                   curl_options={CurlOpt.FORBID_REUSE: 1})
             self._sessions[src.name] = session
         return session
 
@@ -388,6 +394,17 @@ class PolicyClient:
         if remaining > 0:
             await self._sleep(remaining)
         await self.state.acquire(src.name, src.rate.rate)
+        await self._depart(src)
+
+    async def _depart(self, src: _Source) -> None:
+        """Hold a request whose slot came due while the event loop was late until the ceiling
+        allows it on actual departure times (``ratelimit.DepartureGate``), then record it."""
+        gate = self._gates.get(src.name)
+        if gate is None:
+            gate = self._gates[src.name] = DepartureGate(src.settings.max_rps, clock=self._clock)
+        while (wait := gate.wait()) > 0:
+            await self._sleep(wait)
+        gate.depart()
 
     # ------------------------------------------------------------------ fetch
 
@@ -600,6 +617,7 @@ class PolicyClient:
 
         async def probe(proxy: str) -> bool:
             await self.state.acquire(src.name, src.rate.rate)
+            await self._depart(src)
             session = self._session(src)
             src.metrics.requests += 1
             try:

@@ -15,6 +15,13 @@ Request stage) and answered exactly once:
    limit, its CDN origins on the ``<source>-cdn`` limit, as ``fetch`` does. So the site never
    sees more than its ceiling, whoever starts the request.
 
+Search-as-you-type: a widget that fetches on every keystroke (PhoenixMLS's autocomplete) would
+queue one slot per character at a ceiling of ~1/s, and its answer would come half a minute
+late. So XHR/fetch GETs to one path of one frame wait in a lane, one slot booking at a time,
+and a request still waiting when the page asks again with a longer or shorter query (the next
+keystroke) is dropped as stale (failed, counted as skipped): the site sees fewer requests and
+the last query goes next. Parallel fetches with unrelated queries (``?i=1``, ``?i=2``) all go.
+
 The navigation ``page``/``BrowserPage.navigate`` already paid a slot for is let through once
 (:meth:`TabGuard.prepaid`). Fail-closed: an error or a timeout while deciding fails the
 request; nothing is ever left paused. No breaker checks here: the page as a whole was admitted,
@@ -36,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -80,6 +88,28 @@ def is_unneeded(resource_type: str, url: str, headers: Any) -> bool:
     return resource_type == "Other" and accept.startswith("image/")
 
 
+@dataclass
+class _Waiting:
+    """An XHR/fetch waiting in its lane for a slot (see "Search-as-you-type")."""
+
+    query: str
+    stale: bool = False
+
+
+def _lane_of(event: Any, url: str) -> tuple[str, str] | None:
+    """(frame, URL without query) for XHR/fetch GETs, which may be made stale; else None."""
+    if event.resource_type.value not in ("XHR", "Fetch") or event.request.method != "GET":
+        return None
+    parts = urlsplit(url)
+    return str(event.frame_id), f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def _retyped(new: str, old: str) -> bool:
+    """True when query ``new`` is ``old`` typed further (or erased back): one a prefix of the
+    other, and not the same."""
+    return new != old and (new.startswith(old) or old.startswith(new))
+
+
 class TabGuard:
     """Polices every request of one tab for one source; see the module docstring.
 
@@ -94,6 +124,7 @@ class TabGuard:
         self._timeout_s = timeout_s
         self._main_frame = str(getattr(tab.target, "target_id", "") or "")
         self._tasks: set[asyncio.Task[None]] = set()
+        self._lanes: dict[tuple[str, str], tuple[asyncio.Lock, list[_Waiting]]] = {}
         self._prepaid_at: float | None = None
         self._closed = False
         self.refusal: NotAllowed | None = None
@@ -191,13 +222,37 @@ class TabGuard:
                       src.name, late, redact_url(url))  # fmt: skip
         paced = src if origin == src.base_origin else self._client._source(src.name, assets=True)
         try:
-            await self._client._pace(paced, url)
+            fresh = await self._slot(event, url, paced)
         except FetchError as exc:  # paused by Retry-After for longer than we wait
             log.info("%s: in-page request refused: %s (%s)", src.name, exc.reason,
                      redact_url(url))  # fmt: skip
             return reasons.BLOCKED_BY_CLIENT
+        if not fresh:
+            src.metrics.skipped += 1
+            log.debug("%s: dropped a stale search-as-you-type request (%s)", src.name,
+                      redact_url(url))  # fmt: skip
+            return reasons.ABORTED
         paced.metrics.requests += 1
         return None
+
+    async def _slot(self, event: Any, url: str, paced: _Source) -> bool:
+        """Take a rate slot for the request; False if it went stale while waiting."""
+        lane = _lane_of(event, url)
+        if lane is None:
+            await self._client._pace(paced, url)
+            return True
+        lock, waiting = self._lanes.setdefault(lane, (asyncio.Lock(), []))
+        me = _Waiting(urlsplit(url).query)
+        for other in waiting:
+            other.stale = other.stale or _retyped(me.query, other.query)
+        waiting.append(me)
+        try:
+            async with lock:  # one booking at a time: later ones can still be dropped
+                if not me.stale:
+                    await self._client._pace(paced, url)
+                return not me.stale
+        finally:
+            waiting.remove(me)
 
     async def _reply(self, event: Any, error: Any) -> None:
         import nodriver.cdp as cdp

@@ -5,16 +5,40 @@ browser: allowlist, rate, breaker, tab limits). This file is the single seam bet
 adapters and the net layer's ``BrowserPage`` (``get_html``, ``wait_for``, ``press_and_hold``);
 if the net layer renames one, only this file changes. Polling the HTML with a predicate works
 for a JavaScript challenge that reloads the page, a captcha, and a widget that renders late.
+
+Transient failures: ``fetch`` retries 429/5xx and dropped connections itself, but a browser
+visit only learns of them from the page. A document (or a widget's XHR) answered 429/5xx is
+:class:`PageHttpError`, raised as soon as it is seen instead of waiting out the timeout for
+content that cannot come; :func:`with_retries` runs a whole visit again (a fresh, policed tab)
+on that and on a failed navigation, so a 503 burst is neither "blocked" nor "not listed".
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
-from typing import Any
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from phx_images.sources.base import ParseError
+
+T = TypeVar("T")
+#: Answers worth another visit (as ``net.retry.TRANSIENT_STATUSES``).
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: HTTP status of the tab's current document (Navigation Timing; 0 when unknown).
+DOCUMENT_STATUS_JS = "(performance.getEntriesByType('navigation')[0] || {}).responseStatus || 0"
+
+
+class PageHttpError(Exception):
+    """The document or an XHR the page needs was answered with a transient HTTP error (or, for
+    an XHR, failed without an answer: ``status`` 0)."""
+
+    def __init__(self, status: int, what: str) -> None:
+        self.status = status
+        self.what = what
+        answer = f"HTTP {status}" if status else "no answer (connection failed)"
+        super().__init__(f"{what}: {answer}")
 
 
 class WaitTimeout(TimeoutError):
@@ -48,9 +72,49 @@ async def wait_html(page: Any, predicate: Callable[[str], bool], timeout_s: floa
                 last = await html(page)
         if predicate(last):
             return last
+        status = await document_status(page)
+        if status in TRANSIENT_STATUSES:
+            raise PageHttpError(status, what)
         if loop.time() >= deadline:
             raise WaitTimeout(what, last)
         await asyncio.sleep(interval_s)
+
+
+async def document_status(page: Any) -> int:
+    """HTTP status of the page's current document (0 while unknown, e.g. mid-navigation)."""
+    with contextlib.suppress(Exception):
+        return int(await page.evaluate(DOCUMENT_STATUS_JS) or 0)
+    return 0
+
+
+async def last_request_status(page: Any, path: str) -> int | None:
+    """HTTP status of the page's latest finished request whose URL contains ``path`` (0: it
+    failed without an answer or was cancelled); None if there was none (Resource Timing)."""
+    probe = ("(() => { const e = performance.getEntriesByType('resource')"
+             f".filter(r => r.name.includes({json.dumps(path)})).pop();"
+             " return e ? e.responseStatus : -1; })()")
+    with contextlib.suppress(Exception):
+        status = int(await page.evaluate(probe))
+        return None if status < 0 else status
+    return None
+
+
+async def with_retries(visit: Callable[[], Awaitable[T]], *, retries: int,
+                       base_delay_s: float = 1.0) -> T:
+    """Run ``visit`` (one whole browser visit) again after :class:`PageHttpError` or a failed
+    navigation (the policy layer's ``TransientError``), at most ``retries`` more times, waiting
+    ``base_delay_s``, twice that, ... in between (a sim or site 503 says Retry-After 1 s).
+    The last failure propagates."""
+    from phx_images.net.errors import TransientError
+
+    for attempt in range(retries + 1):
+        try:
+            return await visit()
+        except (PageHttpError, TransientError):
+            if attempt >= retries:
+                raise
+        await asyncio.sleep(min(30.0, base_delay_s * 2**attempt))
+    raise AssertionError("unreachable")
 
 
 async def wait_selector(page: Any, selector: str, timeout_s: float, *, source: str) -> Any:

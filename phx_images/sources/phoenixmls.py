@@ -23,6 +23,7 @@ from phx_images.models import Listing, ListingStatus, PhotoRef, PhotoVariant
 from phx_images.sources import browser_ops
 from phx_images.sources.base import (
     Node,
+    Outcome,
     ParseError,
     RawPhoto,
     format_from_url,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 
 NAME = "phoenixmls"
 SEARCH_PATH = "/simple-search/"
+AUTOCOMPLETE_PATH = "/simple-search/autocomplete"  # the widget's XHR (read only to see it failed)
 LISTING_PATH = "/mls/{slug}-mls_{mls}"
 SEARCH_INPUT = "#search-input"
 RESULT_ITEM = "[role=treeitem]"
@@ -215,11 +217,28 @@ class PhoenixMlsAdapter:
         answer a *prefix* of the address. Polling stops as soon as our address is among the
         entries, or when the list has stayed the same for ``settle_s`` (then it is final and
         our address is not in it), or after ``suggest_timeout_s`` with no entries at all.
+        Entries without our address count only if the widget's last query was answered: a
+        search page or autocomplete answered 429/5xx (or not at all) is tried again in a new
+        tab (``max_retries`` times), then FAILED; it must never read as "not listed".
         """
+        retries = client.settings.phoenixmls.max_retries
+        try:
+            return await browser_ops.with_retries(
+                lambda: self._suggest_once(client, url, address), retries=retries)
+        except browser_ops.PageHttpError as exc:
+            answer = f"HTTP {exc.status}" if exc.status else "no answer"
+            raise Outcome(ListingStatus.FAILED,
+                          f"{NAME}: {exc.what}: {answer} in {retries + 1} visits") from None
+
+    async def _suggest_once(self, client: PolicyClient, url: str,
+                            address: Address) -> list[Suggestion]:
         loop = asyncio.get_running_loop()
+        timeout = client.settings.browser.page_timeout_s
         async with client.page(NAME, url) as page:
+            await browser_ops.wait_html(page, lambda h: 'id="search-input"' in h, timeout,
+                                        what="search page")
             await browser_ops.type_text(page, SEARCH_INPUT, address.full, source=NAME,
-                                        timeout_s=client.settings.browser.page_timeout_s)
+                                        timeout_s=timeout)
             start = loop.time()
             last: list[Suggestion] | None = None
             stable_since = start
@@ -231,7 +250,11 @@ class PhoenixMlsAdapter:
                 if current != last:
                     last, stable_since = current, now
                 elif current and now - stable_since >= self.settle_s:
-                    return current
+                    break
                 if now - start >= self.suggest_timeout_s:
-                    return current
+                    break
                 await asyncio.sleep(0.2)
+            status = await browser_ops.last_request_status(page, AUTOCOMPLETE_PATH)
+            if status is not None and status != 200:
+                raise browser_ops.PageHttpError(status, "autocomplete")
+            return current

@@ -22,6 +22,7 @@ from phx_images.address import Address
 from phx_images.models import Listing, ListingStatus, PhotoRef, PhotoVariant
 from phx_images.sources import browser_ops
 from phx_images.sources.base import (
+    Outcome,
     ParseError,
     RawPhoto,
     blocked,
@@ -272,8 +273,19 @@ class ZillowAdapter:
 
         Hold times: a first attempt at a third of ``max_hold_s`` (at least 3 s), then one at
         the full ``max_hold_s``. A page that never shows content (the JavaScript challenge not
-        passed) or a captcha still standing after the last hold is BLOCKED.
+        passed) or a captcha still standing after the last hold is BLOCKED. A page answered
+        429/5xx, or a navigation that failed, is visited again (``max_retries`` times, see
+        ``browser_ops.with_retries``), then FAILED with the status.
         """
+        retries = client.settings.zillow.max_retries
+        try:
+            return await browser_ops.with_retries(lambda: self._visit(client, url),
+                                                  retries=retries)
+        except browser_ops.PageHttpError as exc:
+            raise Outcome(ListingStatus.FAILED, f"{NAME}: page answered HTTP {exc.status} "
+                          f"({retries + 1} visits)", url) from None
+
+    async def _visit(self, client: PolicyClient, url: str) -> str:
         browser = client.settings.browser
         timeout = browser.page_timeout_s
         holds = sorted({min(browser.max_hold_s, max(3.0, browser.max_hold_s / 3)),
