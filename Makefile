@@ -8,7 +8,8 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 setup:
 	@bash scripts/setup.sh
 
-test: setup
+test:
+	@bash scripts/setup.sh --postgres
 	$(VENV)/ruff check .
 	$(VENV)/pytest -q
 

@@ -23,6 +23,7 @@ STORE_BLOCK = "phx-store"
 PROXY_BLOCK = "phx-proxies"
 ASSESSOR_TOKEN_BLOCK = "assessor-token"
 SIM_ORIGINS_VARIABLE = "phx-allow-private-origins"
+RESULT_STORAGE_VARIABLE = "phx-result-storage-block"
 
 
 async def _load(block_type: type, name: str) -> object | None:
@@ -58,4 +59,8 @@ async def load_run_settings() -> Settings:
     private = await Variable.aget(SIM_ORIGINS_VARIABLE, default=None)
     if private:
         updates["allow_private_origins"] = list(private)
+    result_storage = await Variable.aget(RESULT_STORAGE_VARIABLE, default=None)
+    if result_storage:  # every worker must cache into the same, shared, storage
+        updates["orchestration"] = settings.orchestration.model_copy(
+            update={"result_storage_block": str(result_storage)})
     return settings.model_copy(update=updates) if updates else settings

@@ -8,7 +8,7 @@ from prefect.flows import Flow
 from prefect.states import State
 
 from flows.config import load_run_settings
-from flows.fanout import cancel_children, fan_out
+from flows.fanout import cancel_children, fan_out, final_state
 from flows.params import ALL_SOURCES, ExtractMode, SourceName
 from phx_images.pipeline import RunSummary, known_properties
 from phx_images.properties import PropertyList, from_addresses, load_csv
@@ -53,7 +53,7 @@ async def extract_photos(
     mode: ExtractMode = ExtractMode.INCREMENTAL,
     dry_run: bool = False,
     requester: str = "unknown",
-) -> RunSummary:
+) -> RunSummary | State:
     """Extract photos for addresses, a CSV of properties, or every property already known.
 
     Fans out one child run per property (or small batch) through the child deployment, so the
@@ -71,5 +71,6 @@ async def extract_photos(
     logger.info("%d properties, sources %s, mode %s%s, requested by %s",
                 len(listed.properties), ", ".join(s.value for s in sources), mode.value,
                 " (dry run)" if dry_run else "", requester)
-    return await fan_out(settings, listed.properties, list(sources), mode, dry_run, requester,
-                         listed.problems)
+    summary = await fan_out(settings, listed.properties, list(sources), mode, dry_run,
+                            requester, listed.problems)
+    return final_state(summary)

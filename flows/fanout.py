@@ -21,6 +21,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.deployments import run_deployment
 from prefect.runtime import flow_run
+from prefect.states import Failed, State
 
 from flows.params import ExtractMode, SourceName
 from phx_images.models import Property
@@ -104,6 +105,14 @@ async def fan_out(
     await acreate_markdown_artifact(markdown=summary.markdown(), key="extraction-summary",
                                     description="Run summary")
     logger.info(summary.summary_line())
+    return summary
+
+
+def final_state(summary: RunSummary) -> RunSummary | State:
+    """The run fails, with the summary as its message, when any property failed outright;
+    properties that no site lists are not failures (their reasons are in the table)."""
+    if summary.failed_properties():
+        return Failed(message=summary.summary_line(), data=summary)
     return summary
 
 

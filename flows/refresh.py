@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
+from prefect.states import State
 
 from flows.config import load_run_settings
-from flows.fanout import fan_out
+from flows.fanout import fan_out, final_state
 from flows.params import ALL_SOURCES, ExtractMode, SourceName
 from phx_images.pipeline import RunSummary, stale_properties
 
@@ -15,7 +16,7 @@ async def refresh_photos(
     max_age_hours: float | None = None,
     sources: list[SourceName] = ALL_SOURCES,
     requester: str = "scheduler",
-) -> RunSummary | None:
+) -> RunSummary | State | None:
     """Pick properties whose last check is older than ``max_age_hours`` (default from
     settings) and extract them incrementally: new photos are added, removed ones marked."""
     logger = get_run_logger()
@@ -26,5 +27,6 @@ async def refresh_photos(
         logger.info("every known property was checked within %.1f h; nothing to do", age)
         return None
     logger.info("%d properties not checked within %.1f h", len(properties), age)
-    return await fan_out(settings, properties, list(sources), ExtractMode.INCREMENTAL, False,
-                         requester, [])
+    summary = await fan_out(settings, properties, list(sources), ExtractMode.INCREMENTAL,
+                            False, requester, [])
+    return final_state(summary)

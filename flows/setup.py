@@ -18,7 +18,13 @@ from prefect.filesystems import LocalFileSystem
 from prefect.variables import Variable
 
 from blocks import BLOCK_TYPES, ImageStore, ListingSource, ProxyPool, SharedResultStorage
-from flows.config import ASSESSOR_TOKEN_BLOCK, PROXY_BLOCK, SIM_ORIGINS_VARIABLE, STORE_BLOCK
+from flows.config import (
+    ASSESSOR_TOKEN_BLOCK,
+    PROXY_BLOCK,
+    RESULT_STORAGE_VARIABLE,
+    SIM_ORIGINS_VARIABLE,
+    STORE_BLOCK,
+)
 from flows.policy_state import rate_limit_name
 from phx_images.net.client import asset_source_name
 from phx_images.settings import SOURCE_NAMES, Settings
@@ -122,6 +128,7 @@ async def save_result_storage(settings: Settings) -> str:
     else:
         raise ValueError(f"result storage block {slug!r}: expected local-file-system/NAME or "
                          "shared-result-storage/NAME")
+    await Variable.aset(RESULT_STORAGE_VARIABLE, slug, overwrite=True)
     return slug
 
 

@@ -152,13 +152,17 @@ class RunSummary(BaseModel):
     problems: list[str] = Field(default_factory=list)
     missing: list[str] = Field(default_factory=list)  # properties with no report (child failed)
 
+    def failed_properties(self) -> int:
+        """Properties that errored or whose child run left no report."""
+        return sum(1 for p in self.properties if p.error) + len(self.missing)
+
     def totals(self) -> dict[str, int]:
         keys = ("downloaded", "reused", "new", "duplicate", "failed_photos", "photos_total")
         return {k: sum(getattr(p, k) for p in self.properties) for k in keys}
 
     def summary_line(self) -> str:
         t = self.totals()
-        failed_props = sum(1 for p in self.properties if p.error) + len(self.missing)
+        failed_props = self.failed_properties()
         nothing = " (nothing new was downloaded)" if t["downloaded"] == 0 else ""
         return (f"{len(self.properties)} properties: {t['photos_total']} photos stored, "
                 f"{t['new']} new, {t['duplicate']} duplicates folded, {t['downloaded']} "
@@ -169,7 +173,8 @@ class RunSummary(BaseModel):
         rows: list[dict[str, object]] = []
         for prop in self.properties:
             if prop.error:
-                rows.append({"property": prop.address, "source": "-", "status": "error",
+                rows.append({"property": prop.address, "worker": prop.worker or "-",
+                             "source": "-", "status": "error",
                              "found": 0, "new": 0, "duplicate": 0, "failed": 0,
                              "reason": prop.error})
             for src in prop.sources.values():
@@ -179,7 +184,8 @@ class RunSummary(BaseModel):
                              "duplicate": src.duplicate + src.known, "failed": src.failed,
                              "reason": src.reason or "; ".join(src.failures[:3])})
         for address in self.missing:
-            rows.append({"property": address, "source": "-", "status": "no report",
+            rows.append({"property": address, "worker": "-", "source": "-",
+                         "status": "no report",
                          "found": 0, "new": 0, "duplicate": 0, "failed": 0,
                          "reason": "its child run did not complete"})
         return rows

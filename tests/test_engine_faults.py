@@ -4,11 +4,17 @@
 images): the simulator's /_sim/stats shows no source exceeded its configured ceiling, and every
 property either completes or is reported with the reason."
 
-One module fixture runs the scenario once on a simulator of its own (faults set, exact stats)
-with one :class:`Engine` (so one Chromium): ``extract`` for a few properties, two at a time,
-with every site misbehaving; then the faults are switched off and the same properties are
-extracted again into the same store. The tests then judge by the simulator's own counters,
-the reports, the manifests and the files on disk.
+The module fixture runs the scenario once, on a simulator of its own, with one
+:class:`Engine` (so one Chromium): ``extract`` for six properties at once while every site
+misbehaves, then the faults are switched off and the same properties are extracted again into
+the same store. The tests judge by the simulator's own counters, the reports, the manifests
+and the files on disk.
+
+The simulator runs in a process of its own here (``phx-sim``, driven over ``/_sim/*``), not in
+a thread as ``fresh_sim`` does: ``peak_rps`` is stamped on the simulator's event loop, and in
+our process that loop shares the GIL with the engine's image threads and Chromium's DevTools
+traffic; stalls of 0.1-0.4 s were measured that bunch the stamps of requests which left
+0.18 s apart. A real site does not share our interpreter, and the ceiling is asserted exactly.
 """
 
 from __future__ import annotations
@@ -16,8 +22,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import json
 import math
 import re
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -39,7 +48,7 @@ from tests.conftest import settings_for
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 N_PROPERTIES = 6
-#: Our configured ceilings (requests/second): pages per source, and each photo CDN.
+#: Our ceilings (requests/second): the pages of each source, and each photo CDN.
 PAGE_MAX_RPS = {"zillow": 2.5, "redfin": 3.0, "phoenixmls": 3.0, "assessor": 4.0}
 ASSET_MAX_RPS = 6.0
 #: Stats port -> (source, is its photo CDN).
@@ -52,27 +61,86 @@ PORTS = {
 TRANSIENT = {"error_503_rate": 0.15, "reset_rate": 0.05, "latency_ms": [5, 60]}
 BAD_IMAGES = {"truncated_image_rate": 0.05, "html_image_rate": 0.05, "bomb_image_rate": 0.05}
 FAULTS: dict[str, dict[str, Any]] = {
-    # Source keys cover the page port and the photo port (one shared rate_limit bucket).
+    # A source key covers its page port and its photo port (one shared rate_limit bucket) ...
     "zillow": {**TRANSIENT, "captcha_rate": 0.3, "captcha_hold_s": 2.0},
     "redfin": {**TRANSIENT, "rate_limit": {"rps": 4, "burst": 4}},
     "phoenixmls": dict(TRANSIENT),
-    "assessor": {**TRANSIENT, "rate_limit": {"rps": 2, "burst": 2}},
-    # Port keys override the source's knobs for that port only (merged with them).
+    "assessor": {**TRANSIENT, "rate_limit": {"rps": 3, "burst": 2}},
+    # ... a port key adds knobs for that port only (merged over the source's).
     "zillow_photos": dict(BAD_IMAGES),
     "redfin_photos": dict(BAD_IMAGES),
     "phoenixmls_photos": {**BAD_IMAGES, "rate_limit": {"rps": 3, "burst": 3}},
 }
-#: What a failed photo's reason must name: a bad image, or the transient fault that outlasted
-#: the retries (HTTP status, connection reset/error, timeout, an open breaker).
+#: Rate-limit buckets, as the ports that share each one.
+BUCKETS = (("redfin", "redfin_photos"), ("assessor",), ("phoenixmls_photos",))
+#: A failed photo's reason must name what was wrong: the bad image, or the transient fault
+#: that outlasted the retries (HTTP status, a reset or other connection error, a timeout).
 REASON_RE = re.compile(
     r"truncated|HTML page|decompression bomb|HTTP (429|50[0-4])|reset|Connection|"
     r"Recv failure|timeout|circuit", re.IGNORECASE)
 
 
-def ceiling_per_second(max_rps: float) -> int:
-    """What ``net/ratelimit.Pacer`` guarantees where the requests arrive: at most
-    ``max(1, floor(max_rps))`` in any one-second window (exactly the sim's ``peak_rps``)."""
+def allowed_per_second(max_rps: float) -> int:
+    """The ceiling as ``net/ratelimit.py`` enforces it: at most ``max(1, floor(max_rps))``
+    requests in any window of 1.1 s (and 1.1/max_rps apart), so at most that many in any one
+    second where they arrive, which is what the simulator's ``peak_rps`` counts."""
     return max(1, math.floor(max_rps))
+
+
+class ProcessSim:
+    """``phx-sim`` in a child process, with the in-process ``Simulator``'s test surface."""
+
+    def __init__(self, cache_dir: Path, env_file: Path) -> None:
+        self._env_file = env_file
+        self._proc = subprocess.Popen(  # our own child; stopped by its handle in stop()
+            [sys.executable, "-c", "import sys; from phx_sim.cli import main; sys.exit(main())",
+             "--port", "0", "--seed", "7", "--cache-dir", str(cache_dir),
+             "--write-env", str(env_file)],
+            stdout=subprocess.PIPE, text=True)
+        self.urls: dict[str, str] = {}
+        assert self._proc.stdout is not None
+        for line in self._proc.stdout:
+            if line.strip() == "ready":
+                break
+            name, url = line.split()
+            self.urls[name] = url
+        else:
+            self.stop()
+            raise RuntimeError("phx-sim exited before it was ready")
+
+    def _call(self, method: str, path: str, body: object = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.urls["control"] + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as rsp:
+            return json.loads(rsp.read() or b"null")
+
+    def env(self) -> dict[str, str]:
+        out = {}
+        for line in self._env_file.read_text().splitlines():
+            key, _, value = line.partition("=")
+            out[key] = value[1:-1] if value[:1] == value[-1:] == "'" else value
+        return out
+
+    def truth(self) -> dict[str, Any]:
+        return self._call("GET", "/_sim/truth")
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        return self._call("GET", "/_sim/stats")
+
+    def reset_stats(self) -> None:
+        self._call("POST", "/_sim/stats/reset")
+
+    def set_faults(self, site: str, knobs: dict[str, Any]) -> None:
+        self._call("PUT", f"/_sim/faults/{site}", knobs)
+
+    def stop(self) -> None:
+        self._proc.terminate()
+        try:
+            self._proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(10)
 
 
 @dataclass
@@ -83,34 +151,42 @@ class Scenario:
     first: list[PropertyReport]
     first_stats: dict[str, dict[str, Any]]
     first_metrics: dict[str, dict[str, Any]]
-    first_manifests: dict[str, Manifest]
+    first_manifests: dict[str, Manifest | None]
     first_files: dict[str, list[str]]
     second: list[PropertyReport]
     second_stats: dict[str, dict[str, Any]]
     second_files: dict[str, list[str]]
-    timings: dict[str, float] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
 
 
 def fault_settings(sim: Any, tmp: Path) -> Settings:
     per_source = {
         name: {"max_rps": rps, "burst": 2, "asset_max_rps": ASSET_MAX_RPS, "max_retries": 6,
-               # The breaker has its own tests; here ~20 % transient failures must be
-               # retried through, not open it for the rest of the module.
+               # ~20 % transient failures are to be retried through, not to open the breaker
+               # for the rest of the module (the breaker has tests of its own).
                "breaker_failures": 8}
         for name, rps in PAGE_MAX_RPS.items()
     }
-    # A hold of 3 s first (the site wants 2 s); pages that never show content give up
-    # after 10 s instead of 30 (the run stays short; the simulator answers in milliseconds).
-    browser = {"max_hold_s": 4.0, "page_timeout_s": 10.0}
-    # Downloads of one property in flight at once: enough to keep all three CDNs busy.
+    # First hold 3 s (the site wants 2 s); a page without content gives up after 10 s, not 30.
+    browser = {"max_hold_s": 4.0, "page_timeout_s": 10.0, "max_tabs": 3}
+    # Enough downloads of a property in flight to keep its three CDNs busy at once.
     orchestration = {"download_concurrency": 12}
     return settings_for(sim, tmp, browser=browser, orchestration=orchestration, **per_source)
 
 
+def ceilings(settings: Settings) -> dict[str, int]:
+    """Stats port -> requests allowed in any one second."""
+    out = {}
+    for port, (source, cdn) in PORTS.items():
+        cfg = settings.source(source)
+        out[port] = allowed_per_second(cfg.asset_max_rps if cdn else cfg.max_rps)
+    return out
+
+
 def stored_problems(store: ImageStore, property_hash: str) -> list[str]:
-    """What is wrong with a property's folder: every photo the manifest lists must be a
-    decodable file of the listed size whose bytes are its blob, and no photo file may be
-    unlisted."""
+    """What is wrong with a property's folder: each photo the manifest lists must be a file
+    that decodes at the listed size, whose bytes are its blob, with its kept URL tracked; no
+    photo file may be unlisted."""
     manifest = store.read_manifest(property_hash)
     if manifest is None:
         return ["no manifest"]
@@ -133,100 +209,88 @@ def stored_problems(store: ImageStore, property_hash: str) -> list[str]:
             problems.append(f"{photo.name}: blob missing")
         entry = manifest.urls.get(photo.kept_url)
         if entry is None or entry.image_id != photo.id or entry.status != UrlStatus.ACTIVE:
-            problems.append(f"{photo.name}: kept URL not tracked as active for it ({entry})")
+            problems.append(f"{photo.name}: kept URL not tracked for it ({entry})")
     listed = {p.name for p in manifest.photos}
     if len(listed) != len(manifest.photos):
         problems.append("two photos share a file name")
     on_disk = {f.name for f in folder.iterdir() if f.suffix in (".jpg", ".webp", ".png")}
     if on_disk != listed:
-        problems.append(f"files not in the manifest: {sorted(on_disk - listed)}; "
-                        f"listed but missing: {sorted(listed - on_disk)}")
+        problems.append(f"unlisted files {sorted(on_disk - listed)}, "
+                        f"missing files {sorted(listed - on_disk)}")
     return problems
 
 
 @pytest.fixture(scope="module")
 def scenario(sim_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory
              ) -> Iterator[Scenario]:
-    from phx_sim import Simulator
-
-    with Simulator(seed=7, cache_dir=sim_cache_dir) as sim, asyncio.Runner() as runner:
+    tmp = tmp_path_factory.mktemp("engine-faults")
+    sim = ProcessSim(sim_cache_dir, tmp / "sim.env")
+    try:
         truth = sim.truth()
-        settings = fault_settings(sim, tmp_path_factory.mktemp("engine-faults"))
+        settings = fault_settings(sim, tmp)
         props = [(p, Property(address=Address.parse(p["full_address"])))
                  for p in truth["properties"][:N_PROPERTIES]]
-        engine = runner.run(Engine.open(settings))
-        timings: dict[str, float] = {}
+        # The simulator builds its decompression bomb on first use (~0.5 s on its event loop,
+        # arrivals queue meanwhile and are stamped together): have it built before measuring.
+        with urllib.request.urlopen(sim.urls["zillow_photos"] + "/_bad/bomb.png") as rsp:
+            assert rsp.status == 200
+        with asyncio.Runner() as runner:
+            engine = runner.run(Engine.open(settings))
 
-        async def run_all(run_id: str) -> list[PropertyReport]:
-            gate = asyncio.Semaphore(3)
+            def run(run_id: str) -> list[PropertyReport]:
+                async def all_properties() -> list[PropertyReport]:
+                    return list(await asyncio.gather(*(
+                        engine.extract(p, list(SOURCE_NAMES), run_id=run_id, requester="test")
+                        for _, p in props)))
 
-            async def one(prop: Property) -> PropertyReport:
-                async with gate:
-                    return await engine.extract(prop, list(SOURCE_NAMES), run_id=run_id,
-                                                requester="test")
+                return runner.run(all_properties())
 
-            return list(await asyncio.gather(*(one(p) for _, p in props)))
-
-        try:
-            # The simulator builds its decompression bomb on first use, ~0.5 s on its event
-            # loop, while arrivals queue and are then stamped together: build it before
-            # measuring, so peak_rps measures us, not the simulator's own stall.
-            with urllib.request.urlopen(sim.urls["zillow_photos"] + "/_bad/bomb.png") as rsp:
-                assert rsp.status == 200
-            for site, knobs in FAULTS.items():
-                sim.set_faults(site, knobs)
-            sim.reset_stats()
-            start = time.monotonic()
-            first = runner.run(run_all("faults-on"))
-            timings["first"] = time.monotonic() - start
-            first_stats = sim.stats()
-            first_metrics = engine.client.metrics()
-            first_manifests = {p.property_hash: engine.store.read_manifest(p.property_hash)
+            try:
+                for site, knobs in FAULTS.items():
+                    sim.set_faults(site, knobs)
+                sim.reset_stats()
+                start = time.monotonic()
+                first = run("faults-on")
+                seconds = {"first": time.monotonic() - start}
+                first_stats = sim.stats()
+                first_metrics = engine.client.metrics()
+                first_manifests = {p.property_hash: engine.store.read_manifest(p.property_hash)
+                                   for _, p in props}
+                first_files = {p.property_hash: stored_problems(engine.store, p.property_hash)
                                for _, p in props}
-            first_files = {p.property_hash: stored_problems(engine.store, p.property_hash)
-                           for _, p in props}
-            for site in FAULTS:
-                sim.set_faults(site, {})
-            sim.reset_stats()
-            start = time.monotonic()
-            second = runner.run(run_all("faults-off"))
-            timings["second"] = time.monotonic() - start
-            second_stats = sim.stats()
-            second_files = {p.property_hash: stored_problems(engine.store, p.property_hash)
-                            for _, p in props}
-        finally:
-            runner.run(engine.aclose())
-        yield Scenario(settings, truth, props, first, first_stats, first_metrics,
-                       first_manifests, first_files, second, second_stats, second_files,
-                       timings)
+
+                for site in FAULTS:
+                    sim.set_faults(site, {})
+                sim.reset_stats()
+                start = time.monotonic()
+                second = run("faults-off")
+                seconds["second"] = time.monotonic() - start
+                second_stats = sim.stats()
+                second_files = {p.property_hash: stored_problems(engine.store, p.property_hash)
+                                for _, p in props}
+            finally:
+                runner.run(engine.aclose())
+    finally:
+        sim.stop()
+    yield Scenario(settings, truth, props, first, first_stats, first_metrics, first_manifests,
+                   first_files, second, second_stats, second_files, seconds)
 
 
-def ceilings(settings: Settings) -> dict[str, int]:
-    out = {}
-    for port, (source, cdn) in PORTS.items():
-        cfg = settings.source(source)
-        out[port] = ceiling_per_second(cfg.asset_max_rps if cdn else cfg.max_rps)
-    return out
+# ---- politeness ---------------------------------------------------------------------------
 
 
-# ---- the politeness half ----------------------------------------------------------------------
-
-
-def test_faults_really_fired(scenario: Scenario) -> None:
-    """Without this the rest could pass vacuously."""
+def test_the_faults_really_fired(scenario: Scenario) -> None:
+    """Otherwise everything below could pass vacuously."""
     stats = scenario.first_stats
     total = {key: sum(s[key] for s in stats.values())
-             for key in ("status_429", "status_503", "resets", "rps_violations")}
-    assert total["status_429"] > 0 and total["rps_violations"] > 0, total
-    assert total["status_503"] > 0, total
-    assert total["resets"] > 0, total
+             for key in ("status_429", "status_503", "resets")}
+    assert all(total.values()), total
+    for ports in BUCKETS:  # every rate_limit bucket pushed back with 429 + Retry-After
+        assert sum(stats[port]["rps_violations"] for port in ports) > 0, ports
     assert stats["zillow"]["captchas_served"] > 0
-    assert stats["zillow"]["captchas_passed"] > 0  # the hold was passable, and we passed it
-    # Every rate_limit bucket did bite (a source's bucket covers its page and photo ports).
-    for ports in (("redfin", "redfin_photos"), ("assessor",), ("phoenixmls_photos",)):
-        assert sum(stats[port]["status_429"] for port in ports) > 0, ports
+    assert stats["zillow"]["captchas_passed"] > 0  # a hold the adapter could pass, passed
     metrics = scenario.first_metrics
-    assert sum(m.get("throttles", 0) for m in metrics.values()) > 0  # we heard Retry-After
+    assert sum(m.get("throttles", 0) for m in metrics.values()) > 0  # pushback was heeded
     assert sum(m.get("retries", 0) for m in metrics.values()) > 0
 
 
@@ -234,19 +298,20 @@ def test_faults_really_fired(scenario: Scenario) -> None:
 def test_no_port_exceeded_its_ceiling(scenario: Scenario, run: str) -> None:
     stats = scenario.first_stats if run == "first" else scenario.second_stats
     limits = ceilings(scenario.settings)
-    over = {port: (stats[port]["peak_rps"], limit) for port, limit in limits.items()
-            if stats[port]["peak_rps"] > limit}
-    assert not over, f"peak_rps over the ceiling (peak, allowed): {over}"
-    assert all(stats[port]["requests"] > 0 for port in limits)  # every port was exercised
+    over = {port: (stats[port]["peak_rps"], allowed) for port, allowed in limits.items()
+            if stats[port]["peak_rps"] > allowed}
+    assert not over, f"peak_rps over the ceiling, (peak, allowed): {over}"
+    if run == "first":
+        assert all(stats[port]["requests"] > 0 for port in limits)  # every port was used
 
 
-# ---- the reporting half -----------------------------------------------------------------------
+# ---- reporting ----------------------------------------------------------------------------
 
 
 def test_every_property_completes_or_says_why(scenario: Scenario) -> None:
-    """Each source of each property is found, or its status comes with a reason that names
-    the source; a listing the truth says exists is never reported as "not listed"; and every
-    photo a found listing showed is accounted for (stored, folded, or failed)."""
+    """Each source of each property is found or has a reason that names the source; a listing
+    the truth says exists is never reported as "not listed"; every photo a found listing
+    showed is accounted for (stored new, folded into a duplicate, or failed)."""
     problems = []
     for (truth_prop, prop), report in zip(scenario.props, scenario.first, strict=True):
         key = truth_prop["key"]
@@ -256,36 +321,35 @@ def test_every_property_completes_or_says_why(scenario: Scenario) -> None:
         for name, src in report.sources.items():
             if src.status == ListingStatus.FOUND.value:
                 if src.new + src.duplicate + src.known + src.failed != src.found:
-                    problems.append(f"{key} {name}: {src.found} photos found, but "
-                                    f"{src.new}+{src.duplicate}+{src.known}+{src.failed} "
-                                    "new+dup+known+failed")
+                    problems.append(f"{key} {name}: {src.found} photos found, but new+dup+"
+                                    f"known+failed = {src.new}+{src.duplicate}+{src.known}+"
+                                    f"{src.failed}")
                 continue
             if not (src.reason and src.reason.startswith(f"{name}: ")):
                 problems.append(f"{key} {name}: {src.status} without a reason ({src.reason!r})")
             if name in truth_prop["on_sites"] and src.status == ListingStatus.NOT_FOUND.value:
                 problems.append(f"{key} {name}: a fault passed for 'not listed' ({src.reason})")
         assert report.downloaded == report.new + report.duplicate
+        assert report.failed_photos == sum(s.failed for s in report.sources.values())
     assert not problems, "\n".join(problems)
 
 
 def test_every_failed_photo_says_what_was_wrong(scenario: Scenario) -> None:
     reasons: list[str] = []
     for (_, prop), report in zip(scenario.props, scenario.first, strict=True):
-        assert report.failed_photos == sum(s.failed for s in report.sources.values())
-        manifest = scenario.first_manifests[prop.property_hash]
-        assert manifest is not None
-        rejected = {u: e for u, e in manifest.urls.items() if e.status == UrlStatus.REJECTED}
-        assert len(rejected) == report.failed_photos
         for src in report.sources.values():
             assert len(src.failures) == src.failed
             for line in src.failures:
                 photo_id, _, reason = line.partition(": ")
-                assert photo_id and reason and reason != "None", line
-                assert REASON_RE.search(reason), f"{src.source} {line}"
+                assert photo_id and REASON_RE.search(reason), f"{src.source} {line}"
                 reasons.append(reason)
-        assert all(e.reason and REASON_RE.search(e.reason) for e in rejected.values())
-    # Every kind of bad image was met, recognised and named.
-    for kind in ("truncated", "HTML page", "decompression bomb"):
+        # The manifest remembers each failure with its reason (retried on the next run).
+        manifest = scenario.first_manifests[prop.property_hash]
+        assert manifest is not None
+        rejected = [e for e in manifest.urls.values() if e.status == UrlStatus.REJECTED]
+        assert len(rejected) == report.failed_photos
+        assert all(e.reason and REASON_RE.search(e.reason) for e in rejected)
+    for kind in ("truncated", "HTML page", "decompression bomb"):  # each bad image was met
         assert any(kind in r for r in reasons), (kind, reasons)
 
 
@@ -294,7 +358,7 @@ def test_stored_photos_are_valid_files_listed_in_the_manifest(scenario: Scenario
                                                               run: str) -> None:
     files = scenario.first_files if run == "first" else scenario.second_files
     reports = scenario.first if run == "first" else scenario.second
-    assert sum(r.photos_total for r in reports) > 0
+    assert all(r.photos_total > 0 for r in reports)
     problems = {h: p for h, p in files.items() if p}
     assert not problems, problems
 
@@ -302,22 +366,20 @@ def test_stored_photos_are_valid_files_listed_in_the_manifest(scenario: Scenario
 # ---- the rerun ----------------------------------------------------------------------------
 
 
-def test_rerun_without_faults_fetches_only_what_failed(scenario: Scenario) -> None:
-    store = ImageStore.from_settings(scenario.settings)
-    for (truth_prop, prop), first, second in zip(scenario.props, scenario.first,
-                                                 scenario.second, strict=True):
+def test_rerun_without_faults_completes_and_fetches_only_what_failed(
+        scenario: Scenario) -> None:
+    for (truth_prop, _), first, second in zip(scenario.props, scenario.first,
+                                              scenario.second, strict=True):
         key = truth_prop["key"]
         for name, src in second.sources.items():
-            want = (ListingStatus.FOUND if name in truth_prop["on_sites"]
-                    else ListingStatus.NOT_FOUND)
+            want = ListingStatus.FOUND if name in truth_prop["on_sites"] else (
+                ListingStatus.NOT_FOUND)
             assert src.status == want.value, (key, name, src.status, src.reason)
         assert second.failed_photos == 0, (key, second.sources)
-        # Photos of sources the first run could not read are new to the store.
+        # What the first run stored is reused by URL; downloaded are exactly its failures
+        # plus the photos of sources it could not read at all.
         unseen = sum(s.found for n, s in second.sources.items()
                      if first.sources[n].status != ListingStatus.FOUND.value)
         assert second.downloaded == first.failed_photos + unseen, (key, first, second)
         assert second.reused == first.downloaded, key
-        manifest = store.read_manifest(prop.property_hash)
-        assert manifest is not None and len(manifest.photos) == second.photos_total
-        assert not [u for u, e in manifest.urls.items() if e.status == UrlStatus.REJECTED]
-
+        assert second.photos_total >= first.photos_total, key

@@ -134,7 +134,7 @@ def test_bad_parameters_fail_with_a_clear_message(phx: PhxStack) -> None:
 
 def test_cancel_stops_children_and_rerun_resumes(phx: PhxStack, sim: object,
                                                  store_dir: Path) -> None:
-    addresses = _truth_addresses(sim, 6, offset=2)
+    addresses = _truth_addresses(sim, 3, offset=2)
     run_id = phx.submit(addresses=addresses, requester="test")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait until a child is really working
@@ -184,7 +184,7 @@ def descendants(pid: int) -> list[int]:
 
 
 def test_worker_killed_mid_run_then_rerun_completes(phx: PhxStack, sim: object) -> None:
-    addresses = _truth_addresses(sim, 4, offset=8)
+    addresses = _truth_addresses(sim, 2, offset=8)
     run_id = phx.submit(addresses=addresses, requester="test")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -24,7 +24,7 @@ def test_one_run_is_spread_over_two_workers(sim: object,
                                             tmp_path_factory: pytest.TempPathFactory) -> None:
     import s3fs
 
-    addresses = [p["full_address"] for p in sim.truth()["properties"][:6]]  # type: ignore[attr-defined]
+    addresses = [p["full_address"] for p in sim.truth()["properties"][:4]]  # type: ignore[attr-defined]
     with postgres_server() as database_url, moto_server() as endpoint:
         options = {"key": "testing", "secret": "testing",
                    "client_kwargs": {"endpoint_url": endpoint}}
