@@ -3,15 +3,19 @@ SHELL := /bin/bash
 VENV := .venv/bin
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup test lint demo down bench
+.PHONY: setup test test-multi lint demo down bench
 
 setup:
 	@bash scripts/setup.sh
 
 test:
-	@bash scripts/setup.sh --postgres
+	@bash scripts/setup.sh
 	$(VENV)/ruff check .
 	$(VENV)/pytest -q
+
+test-multi:
+	@bash scripts/setup.sh --postgres
+	$(VENV)/pytest -q -m multimachine tests/test_multi_machine.py
 
 lint: setup
 	$(VENV)/ruff check .

@@ -5,10 +5,10 @@ images): the simulator's /_sim/stats shows no source exceeded its configured cei
 property either completes or is reported with the reason."
 
 The module fixture runs the scenario once, on a simulator of its own, with one
-:class:`Engine` (so one Chromium): ``extract`` for six properties at once while every site
-misbehaves, then the faults are switched off and the same properties are extracted again into
-the same store. The tests judge by the simulator's own counters, the reports, the manifests
-and the files on disk.
+:class:`Engine` (so one Chromium): ``extract`` for five properties, two at a time, while every
+site misbehaves, then the faults are switched off and the same properties are extracted again
+into the same store. The tests judge by the simulator's own counters, the reports, the
+manifests and the files on disk.
 
 The simulator runs in a process of its own here (``phx-sim``, driven over ``/_sim/*``), not in
 a thread as ``fresh_sim`` does: ``peak_rps`` is stamped on the simulator's event loop, and in
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib
 import io
 import json
 import math
@@ -47,7 +48,8 @@ from tests.conftest import settings_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-N_PROPERTIES = 6
+N_PROPERTIES = 5
+AT_A_TIME = 2
 #: Our ceilings (requests/second): the pages of each source, and each photo CDN.
 PAGE_MAX_RPS = {"zillow": 2.5, "redfin": 3.0, "phoenixmls": 3.0, "assessor": 4.0}
 ASSET_MAX_RPS = 6.0
@@ -234,14 +236,22 @@ def scenario(sim_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory
         # arrivals queue meanwhile and are stamped together): have it built before measuring.
         with urllib.request.urlopen(sim.urls["zillow_photos"] + "/_bad/bomb.png") as rsp:
             assert rsp.status == 200
+        # Importing nodriver takes ~0.5 s of the event loop when the browser first starts,
+        # while the first fetches are under way: done before measuring, like the bomb.
+        importlib.import_module("nodriver")
         with asyncio.Runner() as runner:
             engine = runner.run(Engine.open(settings))
 
             def run(run_id: str) -> list[PropertyReport]:
                 async def all_properties() -> list[PropertyReport]:
-                    return list(await asyncio.gather(*(
-                        engine.extract(p, list(SOURCE_NAMES), run_id=run_id, requester="test")
-                        for _, p in props)))
+                    gate = asyncio.Semaphore(AT_A_TIME)
+
+                    async def one(prop: Property) -> PropertyReport:
+                        async with gate:
+                            return await engine.extract(prop, list(SOURCE_NAMES),
+                                                        run_id=run_id, requester="test")
+
+                    return list(await asyncio.gather(*(one(p) for _, p in props)))
 
                 return runner.run(all_properties())
 

@@ -83,7 +83,7 @@ async def wait_html(page: Any, predicate: Callable[[str], bool], timeout_s: floa
 async def document_status(page: Any) -> int:
     """HTTP status of the page's current document (0 while unknown, e.g. mid-navigation)."""
     with contextlib.suppress(Exception):
-        return int(await page.evaluate(DOCUMENT_STATUS_JS) or 0)
+        return int(await asyncio.wait_for(page.evaluate(DOCUMENT_STATUS_JS), 5.0) or 0)
     return 0
 
 
@@ -94,7 +94,7 @@ async def last_request_status(page: Any, path: str) -> int | None:
              f".filter(r => r.name.includes({json.dumps(path)})).pop();"
              " return e ? e.responseStatus : -1; })()")
     with contextlib.suppress(Exception):
-        status = int(await page.evaluate(probe))
+        status = int(await asyncio.wait_for(page.evaluate(probe), 5.0))
         return None if status < 0 else status
     return None
 
