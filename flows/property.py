@@ -39,7 +39,7 @@ async def _fetch_all(prop: Property, photos: list[PhotoRef], fresh: bool) -> lis
     engine = current_engine()
     orchestration = engine.settings.orchestration
     gate = asyncio.Semaphore(orchestration.download_concurrency)
-    stored = set() if fresh else await engine.stored_urls(prop.property_hash)
+    stored: set[str] = set() if fresh else await engine.stored_urls(prop.property_hash)
 
     async def one(photo: PhotoRef) -> PhotoFetch:
         if photo.best_url in stored:

@@ -233,19 +233,19 @@ class Engine:
 
     # ---- fetch -------------------------------------------------------------------------
     async def stored_urls(self, property_hash: str) -> set[str]:
-        """URLs whose photo this property already has in the store."""
-        await asyncio.to_thread(self._already_stored, property_hash, "")
-        return set(self._stored_urls[property_hash])
-
-    def _already_stored(self, property_hash: str, url: str) -> bool:
+        """URLs whose photo this property already has in the store (read once, then cached
+        until the property is integrated again)."""
         if property_hash not in self._stored_urls:
-            manifest = self.store.read_manifest(property_hash)
-            stored: set[str] = set()
-            if manifest is not None:
-                ids = {p.id for p in manifest.photos}
-                stored = {u for u, e in manifest.urls.items() if e.image_id in ids}
-            self._stored_urls[property_hash] = stored
-        return url in self._stored_urls[property_hash]
+            self._stored_urls[property_hash] = await asyncio.to_thread(
+                self._read_stored_urls, property_hash)
+        return self._stored_urls[property_hash]
+
+    def _read_stored_urls(self, property_hash: str) -> set[str]:
+        manifest = self.store.read_manifest(property_hash)
+        if manifest is None:
+            return set()
+        ids = {p.id for p in manifest.photos}
+        return {u for u, e in manifest.urls.items() if e.image_id in ids}
 
     async def fetch_photo(self, property_hash: str, photo: PhotoRef, *,
                           fresh: bool = False) -> PhotoFetch:
@@ -256,7 +256,7 @@ class Engine:
         url = photo.best_url
         base = {"source": photo.source, "source_photo_id": photo.source_photo_id, "url": url,
                 "caption": photo.caption}
-        if not fresh and await asyncio.to_thread(self._already_stored, property_hash, url):
+        if not fresh and url in await self.stored_urls(property_hash):
             return known_fetch(photo)
         images = self.settings.images
         source = self.settings.source(photo.source)
@@ -325,8 +325,7 @@ class Engine:
             if count % COMMIT_EVERY == 0:
                 pstore.commit()
             src = report.sources[fetch.source]
-            if fetch.known or (fetch.ok and not pstore.needs_download(fetch.url)
-                               and fetch.blob_sha is None):
+            if fetch.known:
                 pstore.mark_seen(fetch.source, fetch.url,
                                  source_photo_id=fetch.source_photo_id, caption=fetch.caption)
                 src.known += 1

@@ -146,18 +146,25 @@ class _ForwardHandler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def forward_proxy() -> Iterator[Proxy]:
-    """A working HTTP forward proxy (absolute-form GET) on an ephemeral loopback port."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ForwardHandler)
+def _serve_proxy(server: socketserver.BaseServer, handler: type) -> Iterator[Proxy]:
+    """Serve ``handler`` (which counts into the yielded Proxy) until the block ends."""
     proxy = Proxy(f"http://127.0.0.1:{server.server_address[1]}")
-    server.RequestHandlerClass = type("H", (_ForwardHandler,), {"proxy": proxy})
-    server.daemon_threads = True
+    server.RequestHandlerClass = type("H", (handler,), {"proxy": proxy})
+    server.daemon_threads = True  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield proxy
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def forward_proxy() -> Iterator[Proxy]:
+    """A working HTTP forward proxy (absolute-form GET) on an ephemeral loopback port."""
+    with _serve_proxy(ThreadingHTTPServer(("127.0.0.1", 0), _ForwardHandler),
+                      _ForwardHandler) as proxy:
+        yield proxy
 
 
 class _ResetHandler(socketserver.BaseRequestHandler):
@@ -173,16 +180,9 @@ class _ResetHandler(socketserver.BaseRequestHandler):
 @contextmanager
 def resetting_proxy() -> Iterator[Proxy]:
     """A broken proxy that resets every connection (like the simulator's proxy_bad)."""
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _ResetHandler)
-    proxy = Proxy(f"http://127.0.0.1:{server.server_address[1]}")
-    server.RequestHandlerClass = type("H", (_ResetHandler,), {"proxy": proxy})
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with _serve_proxy(socketserver.ThreadingTCPServer(("127.0.0.1", 0), _ResetHandler),
+                      _ResetHandler) as proxy:
         yield proxy
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def make_settings(
