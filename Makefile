@@ -9,13 +9,13 @@ setup:
 	@bash scripts/setup.sh
 
 test:
-	@bash scripts/setup.sh
+	@bash scripts/setup.sh --postgres
 	$(VENV)/ruff check .
 	$(VENV)/pytest -q
 
 test-multi:
 	@bash scripts/setup.sh --postgres
-	$(VENV)/pytest -q -m multimachine tests/test_multi_machine.py
+	$(VENV)/pytest -q tests/test_multi_machine.py
 
 lint: setup
 	$(VENV)/ruff check .

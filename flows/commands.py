@@ -94,7 +94,8 @@ async def _extract(deployment: str, parameters: dict[str, Any], wait: bool) -> i
 
     try:
         run = await run_deployment(deployment, parameters=parameters, timeout=0,  # type: ignore[misc]
-                                   as_subflow=False)
+                                   as_subflow=False,
+                                   tags=[f"requester:{parameters['requester']}"])
     except ObjectNotFound:
         print(f"phx-images extract: deployment {deployment!r} not found; run "
               "`phx-images setup` and `prefect deploy --all` first", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""Idempotent setup of everything the flows rely on: work pool, limits, blocks, variables.
+"""Idempotent setup of everything the flows rely on: work pool, limits, blocks, variables,
+automations.
 
 Run by ``phx-images setup`` (and ``make demo``) before deploying. Running it again changes
 nothing but what the current ``PHX_`` settings changed: limits are upserted, blocks and
@@ -7,6 +8,7 @@ variables overwritten with the current values, the work pool created only when m
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from prefect.filesystems import LocalFileSystem
 from prefect.variables import Variable
 
 from blocks import BLOCK_TYPES, ImageStore, ListingSource, ProxyPool, SharedResultStorage
+from flows.automations import ensure_automations
 from flows.config import (
     ASSESSOR_TOKEN_BLOCK,
     PROXY_BLOCK,
@@ -49,6 +52,35 @@ async def ensure_work_pool(name: str) -> bool:
         except ObjectAlreadyExists:
             return False
         return True
+
+
+#: Work queues of the pool, polled in priority order (1 first). Property runs come first so a
+#: worker always drains the children its parents wait for; extraction runs (parents) are
+#: capped by ``parallel_runs``, or parents could fill every worker slot and wait forever.
+PROPERTY_QUEUE = "properties"
+RUN_QUEUE = "runs"
+
+
+async def ensure_work_queues(settings: Settings) -> list[str]:
+    """Create or update the pool's two queues (names match prefect.yaml)."""
+    pool = settings.orchestration.work_pool
+    wanted = {PROPERTY_QUEUE: {"priority": 1, "concurrency_limit": None},
+              RUN_QUEUE: {"priority": 2,
+                          "concurrency_limit": settings.orchestration.parallel_runs}}
+    lines = []
+    async with get_client() as client:
+        for name, options in wanted.items():
+            try:
+                queue = await client.read_work_queue_by_name(name, work_pool_name=pool)
+            except ObjectNotFound:
+                with contextlib.suppress(ObjectAlreadyExists):
+                    await client.create_work_queue(name, work_pool_name=pool, **options)
+            else:
+                await client.update_work_queue(queue.id, **options)
+            limit = options["concurrency_limit"]
+            lines.append(f"work queue {name}: priority {options['priority']}, "
+                         f"{'no limit' if limit is None else f'{limit} at a time'}")
+    return lines
 
 
 async def ensure_limits(settings: Settings) -> list[str]:
@@ -139,6 +171,8 @@ async def run_setup(settings: Settings | None = None) -> list[str]:
     created = await ensure_work_pool(settings.orchestration.work_pool)
     lines.append(f"work pool {settings.orchestration.work_pool}: "
                  f"{'created' if created else 'exists'}")
+    lines += await ensure_work_queues(settings)
     lines += [f"limit {x}" for x in await ensure_limits(settings)]
     lines += [f"block {x}" for x in await save_blocks(settings)]
+    lines += await ensure_automations(settings)
     return lines

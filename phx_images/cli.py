@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("flows.commands", "show an extraction run's state and progress"),
     "cancel": ("flows.commands", "cancel an extraction run"),
     "setup": ("flows.commands", "create work pool, limits and blocks (idempotent)"),
+    "metrics": ("flows.metrics", "serve Prometheus metrics: queue, workers, runs, sources"),
 }
 
 

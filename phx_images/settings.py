@@ -133,10 +133,26 @@ class OrchestrationSettings(BaseModel):
         description="Where the result-storage block points (s3://bucket/prefix for several "
         "machines); default: <data_dir>/prefect-results",
     )
+    parallel_runs: int = Field(
+        2, ge=1, description="Extraction runs (parents) in flight across the pool; the "
+        "'runs' work queue's limit, so parents waiting on children never fill every worker "
+        "slot (with workers at --limit 3, at least one slot stays for property runs)")
     download_concurrency: int = Field(4, ge=1, description="Downloads in flight per property")
     properties_per_child: int = Field(1, ge=1, le=50, description="Properties per child run")
     poll_interval_s: float = Field(2.0, gt=0)
     refresh_max_age_hours: float = Field(24.0, gt=0)
+    archive_after_days: float = Field(
+        90, gt=0, description="The archive-photos flow moves a stored photo to cold storage "
+        "(archive/) once every URL that showed it has been removed or stale, and last seen, "
+        "for longer than this")
+    stuck_after_s: float = Field(
+        3600, ge=10, description="Alert when a property run stays Running longer than this")
+    zombie_after_s: float = Field(
+        90, ge=35, description="Mark a run Crashed when its process sent no heartbeat for this "
+        "long (flow runs beat every 30 s, see prefect.yaml)")
+    alert_webhook_url: SecretStr | None = Field(
+        None, description="Where stuck-run alerts are POSTed (Slack-style JSON {text}); "
+        "without it the alert shows only in the UI's event feed")
 
 
 class Settings(BaseSettings):

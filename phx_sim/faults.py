@@ -65,6 +65,11 @@ def validate(site: str, spec: object) -> dict[str, Any]:
             if not 0 <= lo <= hi <= 60_000:
                 raise FaultError(f"latency_ms must satisfy 0 <= lo <= hi <= 60000, got {value!r}")
             clean[key] = [lo, hi]
+        elif key == "handshake_ms":
+            ms = _number(key, value)
+            if not 0 <= ms <= 10_000:
+                raise FaultError(f"handshake_ms must be in [0, 10000], got {value!r}")
+            clean[key] = ms
         elif key == "rate_limit":
             if not isinstance(value, dict) or set(value) - {"rps", "burst"} or "rps" not in value:
                 raise FaultError(f"rate_limit must be {{'rps': r, 'burst': b}}, got {value!r}")

@@ -55,6 +55,9 @@ class Gateway:
         rng = self.ctx.faults.rng(self.name)
         if _hit(rng, knobs, "reset_rate"):
             return Response(abort=True)
+        handshake = knobs.get("handshake_ms")
+        if handshake and req.first_on_connection:
+            await asyncio.sleep(handshake / 1000.0)
         latency = knobs.get("latency_ms")
         if latency:
             await asyncio.sleep(rng.uniform(latency[0], latency[1]) / 1000.0)

@@ -36,6 +36,7 @@ class Request:
     headers: dict[str, str]
     body: bytes = b""
     peer: str = ""
+    first_on_connection: bool = True  # False for requests on a kept-alive connection
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         values = self.query.get(name)
@@ -107,7 +108,8 @@ def reset_connection(writer: asyncio.StreamWriter) -> None:
 
 class HTTPServer:
     """Serves one port with one handler. ``on_reset`` is called for each connection the
-    handler asked to reset (stats)."""
+    handler asked to reset, ``on_connection`` for each accepted one (stats: whether clients
+    reuse connections)."""
 
     def __init__(self, handler: Handler, *, reset_all: bool = False) -> None:
         self.handler = handler
@@ -117,6 +119,7 @@ class HTTPServer:
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self.on_reset: Callable[[], None] | None = None
+        self.on_connection: Callable[[], None] | None = None
 
     async def start(self, host: str, port: int) -> int:
         self.server = await asyncio.start_server(self._connection, host, port, reuse_address=True)
@@ -140,6 +143,8 @@ class HTTPServer:
     async def _connection(self, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        if self.on_connection:
+            self.on_connection()
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)  # type: ignore[arg-type]
@@ -167,6 +172,7 @@ class HTTPServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=64 * 1024)
         peer = str(writer.get_extra_info("peername"))
+        first = True
         while True:
             try:
                 request = await self._read_request(conn, reader, writer, peer)
@@ -175,6 +181,7 @@ class HTTPServer:
                 return
             if request is None:
                 return
+            request.first_on_connection, first = first, False
             try:
                 response = await self.handler(request)
             except Exception as exc:  # a bug in a site must not kill the server

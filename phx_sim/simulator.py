@@ -8,6 +8,7 @@ stalling the sites (and vice versa).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import threading
@@ -123,6 +124,8 @@ class Simulator:
                 server.on_reset = self._bad_proxy_hit
             else:
                 server = HTTPServer(gateways[name])
+            if name in STAT_NAMES:
+                server.on_connection = functools.partial(self._stats.incr, name, "connections")
             self._servers.append(server)
             port = await server.start(HOST, want)
             self.urls[name] = f"http://{HOST}:{port}"

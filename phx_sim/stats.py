@@ -14,7 +14,7 @@ from typing import Any
 
 COUNTERS = ("requests", "peak_rps", "rps_violations", "status_429", "status_503",
             "challenges_served", "challenges_passed", "captchas_served", "captchas_passed",
-            "bytes", "resets")
+            "bytes", "resets", "connections")
 
 
 class Stats:

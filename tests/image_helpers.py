@@ -11,11 +11,13 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -72,6 +74,11 @@ def bomb_png(width: int = 30000, height: int = 30000) -> bytes:
             + chunk(b"IEND", b""))
 
 
+def _drain(stream: IO[str]) -> None:
+    for _line in stream:
+        pass
+
+
 @contextmanager
 def moto_server() -> Iterator[str]:
     """Start ``moto_server`` on an ephemeral 127.0.0.1 port; yields its endpoint URL."""
@@ -94,6 +101,9 @@ def moto_server() -> Iterator[str]:
                 break
         if endpoint is None:
             raise RuntimeError("moto_server did not start")
+        # moto logs every request; a pipe nobody reads fills up (64 KiB) and then blocks the
+        # server's writes, which stalls every S3 call: keep draining it.
+        threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
         yield endpoint
     finally:
         proc.terminate()

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,35 @@ def copy_project(dest: Path) -> Path:
     (dest / "data").mkdir(exist_ok=True)
     shutil.copy(ROOT / "data" / "phx_homes.csv", dest / "data" / "phx_homes.csv")
     return dest
+
+
+class AlertReceiver:
+    """A local webhook that records the bodies POSTed to it (the stuck-run alert's target)."""
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+        received = self.received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                received.append(self.rfile.read(length).decode(errors="replace"))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/alerts"
+
+    def __enter__(self) -> AlertReceiver:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class PhxStack:
@@ -80,8 +111,12 @@ class PhxStack:
 
     def wait_final(self, run_id: str, timeout_s: float = 600) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
+        run: dict[str, Any] = {"state_name": "never read"}
         while time.monotonic() < deadline:
-            run = self.flow_run(run_id)
+            try:
+                run = self.flow_run(run_id)
+            except (TimeoutError, OSError):  # a server busy past the read timeout: poll again
+                continue
             if run["state_type"] in ("COMPLETED", "FAILED", "CANCELLED", "CRASHED"):
                 return run
             time.sleep(1)
@@ -94,6 +129,19 @@ class PhxStack:
     def task_runs(self, flow_run_ids: list[str]) -> list[dict[str, Any]]:
         return self.api("POST", "/task_runs/filter", {
             "flow_runs": {"id": {"any_": flow_run_ids}}, "limit": 200})
+
+    def scheduled_runs(self, deployment: str, timeout_s: float = 120) -> list[dict[str, Any]]:
+        """The Scheduled runs the server's scheduler created for ``deployment`` (waits for
+        the scheduler service's first pass)."""
+        deployment_id = self.api("GET", f"/deployments/name/{deployment}")["id"]
+        deadline = time.monotonic() + timeout_s
+        while True:
+            runs = self.api("POST", "/flow_runs/filter", {
+                "deployments": {"id": {"any_": [deployment_id]}},
+                "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}, "limit": 10})
+            if runs or time.monotonic() > deadline:
+                return runs
+            time.sleep(2)
 
     def artifacts(self, run_id: str) -> dict[str, Any]:
         items = self.api("POST", "/artifacts/filter", {

@@ -67,7 +67,7 @@ FAULTS: dict[str, dict[str, Any]] = {
     "zillow": {**TRANSIENT, "captcha_rate": 0.3, "captcha_hold_s": 2.0},
     "redfin": {**TRANSIENT, "rate_limit": {"rps": 4, "burst": 4}},
     "phoenixmls": dict(TRANSIENT),
-    "assessor": {**TRANSIENT, "rate_limit": {"rps": 3, "burst": 2}},
+    "assessor": {**TRANSIENT, "rate_limit": {"rps": 2, "burst": 1}},
     # ... a port key adds knobs for that port only (merged over the source's).
     "zillow_photos": dict(BAD_IMAGES),
     "redfin_photos": dict(BAD_IMAGES),

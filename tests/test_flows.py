@@ -18,12 +18,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.prefect_stack import ROOT, PhxStack
+from tests.prefect_stack import ROOT, AlertReceiver, PhxStack
 
 pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
 CEILINGS = {"zillow": 3.0, "redfin": 4.0, "phoenixmls": 4.0, "assessor": 2.0}
 ASSET_CEILING = 8.0
+ZOMBIE_AFTER_S = 40
 
 
 def chromium_pids() -> set[int]:
@@ -56,8 +57,14 @@ def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def phx(sim: object, store_dir: Path, tmp_path_factory: pytest.TempPathFactory
-        ) -> Iterator[PhxStack]:
+def alerts() -> Iterator[AlertReceiver]:
+    with AlertReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture(scope="module")
+def phx(sim: object, store_dir: Path, alerts: AlertReceiver,
+        tmp_path_factory: pytest.TempPathFactory) -> Iterator[PhxStack]:
     env = dict(sim.env())  # type: ignore[attr-defined]
     for source, rps in CEILINGS.items():
         env[f"PHX_{source.upper()}__MAX_RPS"] = str(rps)
@@ -66,6 +73,10 @@ def phx(sim: object, store_dir: Path, tmp_path_factory: pytest.TempPathFactory
         "PHX_STORE_URL": str(store_dir / "property_images"),
         "PHX_DATA_DIR": str(store_dir),
         "PHX_ORCHESTRATION__POLL_INTERVAL_S": "1",
+        # short thresholds so the crash and stuck-run automations act within a test
+        "PHX_ORCHESTRATION__ZOMBIE_AFTER_S": str(ZOMBIE_AFTER_S),
+        "PHX_ORCHESTRATION__STUCK_AFTER_S": "20",
+        "PHX_ORCHESTRATION__ALERT_WEBHOOK_URL": alerts.url,
     })
     stack = PhxStack(tmp_path_factory.mktemp("prefect-home"), env).start()
     stack.worker("w1", limit=3)
@@ -183,7 +194,8 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-def test_worker_killed_mid_run_then_rerun_completes(phx: PhxStack, sim: object) -> None:
+def test_worker_killed_mid_run_then_rerun_completes(phx: PhxStack, sim: object,
+                                                    alerts: AlertReceiver) -> None:
     addresses = _truth_addresses(sim, 2, offset=8)
     run_id = phx.submit(addresses=addresses, requester="test")
     deadline = time.monotonic() + 120
@@ -193,20 +205,35 @@ def test_worker_killed_mid_run_then_rerun_completes(phx: PhxStack, sim: object) 
         time.sleep(0.5)
     time.sleep(2)
     # the machine "crashes": the worker and every flow-run process it started, with kill -9
+    # (the worker first, so that it cannot report its runs' deaths itself)
     for worker in [p for p in phx.stack.procs if p.name.startswith("worker-")]:
-        for pid in [*descendants(worker.pid), worker.pid]:
+        for pid in [worker.pid, *descendants(worker.pid)]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         worker.popen.wait(timeout=10)
         phx.stack.procs.remove(worker)
-    # the operator marks what the crash left running as crashed (or an automation does)
-    for run in [phx.flow_run(run_id), *phx.children(run_id)]:
-        if run["state_type"] not in ("COMPLETED", "FAILED", "CANCELLED", "CRASHED"):
-            phx.api("POST", f"/flow_runs/{run['id']}/set_state",
-                    {"state": {"type": "CRASHED", "message": "worker killed"}, "force": True})
+    killed_at = time.monotonic()
+    running = [r["id"] for r in [phx.flow_run(run_id), *phx.children(run_id)]
+               if r["state_type"] == "RUNNING"]
+    assert run_id in running and len(running) >= 2
     phx.worker("w2", limit=3)
     rerun = phx.wait_final(phx.submit(addresses=addresses, requester="test"), timeout_s=900)
     assert rerun["state_type"] == "COMPLETED"
+
+    # nobody touched the killed runs: the zombie automation marked them Crashed once their
+    # heartbeats (every 30 s) stopped for ZOMBIE_AFTER_S
+    deadline = max(time.monotonic(), killed_at + 30 + ZOMBIE_AFTER_S) + 60
+    while True:
+        states = {rid: phx.flow_run(rid)["state"] for rid in running}
+        if all(s["type"] == "CRASHED" for s in states.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert all(s["type"] == "CRASHED" and "no heartbeat" in s["message"]
+               for s in states.values()), states
+    # and the killed child stayed Running past the (test's) 20 s stuck threshold: one alert
+    killed_children = set(running) - {run_id}
+    assert any(rid in text for text in alerts.received for rid in killed_children), \
+        alerts.received
     # no concurrency slot stays taken past its lease
     deadline = time.monotonic() + 150
     while time.monotonic() < deadline:
@@ -221,12 +248,35 @@ def test_worker_killed_mid_run_then_rerun_completes(phx: PhxStack, sim: object) 
 def test_cli_async_status_and_wait(phx: PhxStack, sim: object) -> None:
     address = _truth_addresses(sim, 1)[0]
     started = time.monotonic()
-    out = phx.cli(["phx-images", "extract", "--address", address, "--async", "--dry-run"])
+    out = phx.cli(["phx-images", "extract", "--address", address, "--async", "--dry-run",
+                   "--requester", "cli-user"])
     run_id = out.stdout.strip().splitlines()[-1]
     assert len(run_id) == 36
     assert time.monotonic() - started < 60
     final = phx.wait_final(run_id, timeout_s=300)
     assert final["state_type"] == "COMPLETED"
+    assert "requester:cli-user" in final["tags"]  # the audit trail is filterable in the UI
     status = json.loads(phx.cli(["phx-images", "status", run_id, "--json"]).stdout)
     assert status["state"] == "Completed" and status["progress"] == pytest.approx(100.0)
     assert ROOT.exists()
+
+
+def test_nightly_schedule_creates_runs_in_phoenix_time(phx: PhxStack) -> None:
+    runs = phx.scheduled_runs("refresh-photos/nightly")
+    assert runs, "the nightly cron schedule created no run"
+    for run in runs:  # 02:30 in Phoenix (UTC-7 all year) is 09:30 UTC
+        assert run["expected_start_time"][11:16] == "09:30", run["expected_start_time"]
+
+
+def test_more_runs_than_worker_slots_all_complete(phx: PhxStack, sim: object) -> None:
+    """Three extraction runs at once on workers with 3 slots: parents wait on children, so
+    if all three parents took a slot no child could ever start. The `runs` queue's limit
+    (parallel_runs=2) and the `properties` queue's priority keep a slot for children."""
+    run_ids = [phx.submit(addresses=[address], sources=["redfin"], dry_run=True,
+                          requester="slots")
+               for address in _truth_addresses(sim, 3, offset=12)]
+    finals = [phx.wait_final(run_id, timeout_s=300) for run_id in run_ids]
+    assert [f["state_type"] for f in finals] == ["COMPLETED"] * 3
+    queues = {phx.flow_run(run_id)["work_queue_name"] for run_id in run_ids}
+    child_queues = {c["work_queue_name"] for run_id in run_ids for c in phx.children(run_id)}
+    assert (queues, child_queues) == ({"runs"}, {"properties"})

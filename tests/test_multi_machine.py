@@ -17,8 +17,6 @@ from tests.image_helpers import moto_server
 from tests.postgres import postgres_server
 from tests.prefect_stack import PhxStack, copy_project
 
-# Opt-in (`make test-multi`): moto's S3 server was seen stalling for minutes under concurrent
-# writes from several worker processes, which would hang CI; see the note on issue #5.
 pytestmark = [pytest.mark.prefect, pytest.mark.slow, pytest.mark.multimachine]
 
 
@@ -56,6 +54,8 @@ def test_one_run_is_spread_over_two_workers(sim: object,
                                "PHX_DATA_DIR": str(machine["scratch"]),
                                "PHX_WORKER_NAME": name},
                 )
+            # the scheduler works on PostgreSQL too (SQLAlchemy 2.1 broke it: pinned < 2.1)
+            assert stack.scheduled_runs("refresh-photos/nightly"), "no nightly run scheduled"
             run_id = stack.submit(addresses=addresses, requester="multi")
             run = stack.wait_final(run_id, timeout_s=900)
             assert run["state_type"] == "COMPLETED", run["state"]

@@ -47,6 +47,22 @@ def test_latency(fresh_sim: Any) -> None:
     assert time.monotonic() - t0 >= 0.3 > base
 
 
+def test_handshake_costs_once_per_connection(fresh_sim: Any) -> None:
+    fresh_sim.set_faults("phoenixmls", {"handshake_ms": 300})
+    parts = urlsplit(fresh_sim.urls["phoenixmls"])
+    took = []
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+        for _ in range(2):
+            t0 = time.monotonic()
+            sock.sendall(b"GET /simple-search/autocomplete?q=4732 HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = b""
+            while b"]" not in data:
+                data += sock.recv(65536)
+            took.append(time.monotonic() - t0)
+    assert took[0] >= 0.3 > took[1]
+    assert fresh_sim.stats()["phoenixmls"]["connections"] == 1
+
+
 def test_rate_limit_429_with_retry_after(fresh_sim: Any) -> None:
     fresh_sim.set_faults("redfin", {"rate_limit": {"rps": 1, "burst": 2}})
     url = fresh_sim.urls["redfin"] + "/"

@@ -31,8 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
-from curl_cffi import CurlOpt
-from curl_cffi.requests import AsyncSession
 from curl_cffi.requests.exceptions import RequestException
 
 from phx_images.net.allowlist import Allowlist, Resolver, origin_of
@@ -53,6 +51,7 @@ from phx_images.net.proxies import NoProxyAvailable, ProxyPool
 from phx_images.net.ratelimit import AdaptiveRate, DepartureGate
 from phx_images.net.redact import get_logger, redact_text, redact_url, register_secret
 from phx_images.net.retry import THROTTLE_STATUSES, RetryPolicy, parse_retry_after
+from phx_images.net.session import PacedSession, resend_refused
 from phx_images.net.state import MemoryPolicyState, PolicyState, StaleRecord
 from phx_images.settings import Settings, SourceSettings
 
@@ -133,6 +132,7 @@ class SourceMetrics:
     circuit_open: int = 0
     too_large: int = 0
     connection_errors: int = 0
+    resends_refused: int = 0  # libcurl's silent re-sends stopped (net/session.py)
     pages: int = 0
     skipped: int = 0  # in-page requests not made: images, fonts, ... (net/interception.py)
 
@@ -148,6 +148,7 @@ class SourceMetrics:
             "circuit_open": self.circuit_open,
             "too_large": self.too_large,
             "connection_errors": self.connection_errors,
+            "resends_refused": self.resends_refused,
             "pages": self.pages,
             "skipped": self.skipped,
         }
@@ -297,11 +298,9 @@ class PolicyClient:
         (in the simulator every site is 127.0.0.1, and cookies ignore ports)."""
         session = self._sessions.get(src.name)
         if session is None:
-            # No connection reuse: libcurl silently re-sends a request whose reused
-            # connection died before any answer byte (a reset), up to 5 times, past our
-            # pacing; the site saw a reset request and its twin within milliseconds.
-            session = AsyncSession(impersonate=src.settings.impersonate,
-                                   curl_options={CurlOpt.FORBID_REUSE: 1})
+            # PacedSession: keep-alive and HTTP/2, but never libcurl's silent re-send of a
+            # request whose reused connection died (see phx_images/net/session.py)
+            session = PacedSession(impersonate=src.settings.impersonate)
             self._sessions[src.name] = session
         return session
 
@@ -601,6 +600,9 @@ class PolicyClient:
             raise _Retryable(f"timeout after {timeout:.0f}s") from None
         except RequestException as exc:
             src.metrics.connection_errors += 1
+            if resend_refused(exc):
+                src.metrics.resends_refused += 1
+                raise _Retryable("reused connection reset before an answer") from None
             kind = type(exc).__name__
             raise _Retryable(f"{kind}: {redact_text(exc)}"[:300]) from None
         finally:
