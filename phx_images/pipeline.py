@@ -244,7 +244,8 @@ class Engine:
         manifest = self.store.read_manifest(property_hash)
         if manifest is None:
             return set()
-        ids = {p.id for p in manifest.photos}
+        # an archived photo counts as stored: seeing its URL again restores it (mark_seen)
+        ids = {p.id for p in manifest.photos} | {a.photo.id for a in manifest.archived}
         return {u for u, e in manifest.urls.items() if e.image_id in ids}
 
     async def fetch_photo(self, property_hash: str, photo: PhotoRef, *,
@@ -431,7 +432,7 @@ def read_run_reports(settings: Settings, run_id: str, properties: list[Property]
     store = ImageStore.from_settings(settings)
     wanted = {p.property_hash: p for p in properties}
     found: dict[str, PropertyReport] = {}
-    for record in store.run_records():
+    for record in store.run_records(_safe(run_id)):
         raw = record.extra.get("report") if record.run_id == _safe(run_id) else None
         if isinstance(raw, dict):
             report = PropertyReport.model_validate(raw)

@@ -180,6 +180,8 @@ def test_concurrent_writers_on_different_properties(store: ImageStore) -> None:
     for k in range(6):
         assert len(store.read_manifest(f"{k:08x}").photos) == 2
     assert len(store.run_records()) == 6
+    store.write_run_record(RunRecord(run_id="run2", started=T0), part="00000000")
+    assert len(store.run_records("run1")) == 6 and len(store.run_records("run2")) == 1
     snapshot = store.write_lookup_snapshot()
     assert json.loads(store.fs.read_bytes("metadata/address_folder_lookup.json")) == snapshot
 

@@ -136,9 +136,13 @@ class ImageStore:
         self.fs.write_json(key, record.model_dump(mode="json"))
         return key
 
-    def run_records(self) -> list[RunRecord]:
+    def run_records(self, run_id: str | None = None) -> list[RunRecord]:
+        """Every run record, or only ``run_id``'s: those are picked by name, so a run's
+        summary reads its own files, not the whole history."""
         records = []
         for key in self.fs.list("runs"):
+            if run_id is not None and f"_{run_id}" not in key.rsplit("/", 1)[-1]:
+                continue
             if key.endswith(".json"):
                 try:
                     records.append(RunRecord.model_validate(self.fs.read_json(key)))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -45,6 +46,9 @@ class StoreFS:
             raise StoreError(f"cannot open store {url!r}: {type(exc).__name__}: {exc}") from exc
         self.url = url
         self.local = isinstance(self.fs, LocalFileSystem)
+        protocol = self.fs.protocol
+        # storage classes exist (and are passed) only on S3
+        self.s3 = "s3" in (protocol if isinstance(protocol, tuple) else (protocol,))
         self.root = root.rstrip("/")
         if self.local:
             os.makedirs(self.root, exist_ok=True)
@@ -137,6 +141,65 @@ class StoreFS:
             keys.append(f"{prefix.rstrip('/')}/{leaf}" + ("/" if entry["type"] == "directory"
                                                           else ""))
         return sorted(keys)
+
+    def list_details(self, prefix: str) -> dict[str, dict[str, Any]]:
+        """The files directly under ``prefix``: key -> {"size", "storage_class"} (the storage
+        class is None off S3). One listing call; temp files excluded."""
+        base = self.path(prefix.rstrip("/"))
+        try:
+            entries = self.fs.ls(base, detail=True)
+        except FileNotFoundError:
+            return {}
+        out: dict[str, dict[str, Any]] = {}
+        for entry in entries:
+            leaf = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+            if entry["type"] == "directory" or TMP_MARK in leaf:
+                continue
+            out[f"{prefix.rstrip('/')}/{leaf}"] = {
+                "size": int(entry.get("size") or 0),
+                "storage_class": (entry.get("StorageClass") or "STANDARD") if self.s3 else None,
+            }
+        return out
+
+    def copy(self, src: str, dst: str, *, storage_class: str | None = None) -> None:
+        """Copy ``src`` to ``dst``; readers of ``dst`` see the old object or the whole new one.
+
+        Locally a hard link to a temporary name, renamed over ``dst`` (no bytes are copied;
+        a plain copy when the file system refuses links); on S3 one server-side CopyObject,
+        in ``storage_class`` when given (else STANDARD). FileNotFoundError if ``src`` is absent.
+        """
+        src_path, dst_path = self.path(src), self.path(dst)
+        try:
+            if self.local:
+                directory = os.path.dirname(dst_path)
+                os.makedirs(directory, exist_ok=True)
+                tmp = os.path.join(directory, f".{os.path.basename(dst_path)}{TMP_MARK}"
+                                              f"{uuid.uuid4().hex}")
+                try:
+                    try:
+                        os.link(src_path, tmp)
+                    except FileNotFoundError:
+                        raise
+                    except OSError:  # another device, or links not supported
+                        shutil.copyfile(src_path, tmp)
+                        with open(tmp, "rb+") as fh:
+                            os.fsync(fh.fileno())
+                    os.replace(tmp, dst_path)
+                finally:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+                dir_fd = os.open(directory, os.O_RDONLY)
+                try:
+                    os.fsync(dir_fd)
+                finally:
+                    os.close(dir_fd)
+            else:
+                extra = {"StorageClass": storage_class} if storage_class and self.s3 else {}
+                self.fs.cp_file(src_path, dst_path, **extra)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"cannot copy {src!r} to {dst!r} in {self.url!r}: {exc}") from exc
 
     def delete(self, key: str) -> None:
         try:

@@ -84,13 +84,27 @@ class UrlEntry(BaseModel):
     reason: str | None = None
 
 
+class ArchivedPhoto(BaseModel):
+    """A photo moved out of ``processed/{property_hash}/`` because no site has shown it for
+    long (see phx_images/store/archive.py). Its record is kept whole, so it can be restored
+    as it was (same id, name and blob) when a site shows it again; its URL entries stay in
+    ``Manifest.urls`` and keep pointing at ``photo.id``."""
+
+    photo: PhotoRecord
+    path: str  # archive/{property_hash}/{photo.name}; the sidecar is next to it (.json)
+    archived_at: datetime
+    last_seen: datetime  # the latest time any site showed it, when it was archived
+    storage_class: str | None = None  # S3 storage class of the archive copy (None: local)
+
+
 class Manifest(BaseModel):
     version: int = MANIFEST_VERSION
     property_hash: str
     address: str | None = None
     updated: datetime = Field(default_factory=utcnow)
-    photos: list[PhotoRecord] = Field(default_factory=list)
+    photos: list[PhotoRecord] = Field(default_factory=list)  # the stored (shown) photos
     urls: dict[str, UrlEntry] = Field(default_factory=dict)
+    archived: list[ArchivedPhoto] = Field(default_factory=list)  # not in ``photos``
 
 
 class RunRecord(BaseModel):

@@ -6,6 +6,12 @@ leaves the previous manifest (valid, and every file it lists present) plus perha
 unlisted files, which :meth:`PropertyStore.gc` removes. Files a manifest stops listing (a photo
 renamed because a better copy arrived) are deleted only *after* the new manifest is written.
 
+Archived photos (``Manifest.archived``, files in ``archive/{property_hash}/``, see
+phx_images/store/archive.py) follow the same order both ways: :meth:`PropertyStore.archive_photo`
+and :meth:`PropertyStore.restore_photo` copy first, the manifest moves the record on commit, and
+the copy left behind is deleted only after that. A URL of an archived photo that a site shows
+again restores it (same id, name and blob) instead of storing it as a new photo.
+
 One writer per property at a time (the flows run one child per property); nothing here is
 shared with another property's writer except write-once blobs.
 """
@@ -13,6 +19,7 @@ shared with another property's writer except write-once blobs.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +32,7 @@ from phx_images.images.hashing import from_hex, to_hex
 from phx_images.images.standardize import Standardized
 from phx_images.store.fs import TMP_MARK, StoreError
 from phx_images.store.models import (
+    ArchivedPhoto,
     Manifest,
     PhotoCopy,
     PhotoRecord,
@@ -39,6 +47,7 @@ if TYPE_CHECKING:
     from phx_images.store import ImageStore
 
 _HASH = re.compile(r"^[0-9a-f]{8}$")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,7 @@ class AddResult:
 
     action: Literal["new", "duplicate", "replaced"]
     photo: PhotoRecord
+    restored: bool = False  # the photo was archived and is stored (shown) again
 
 
 class PropertyStore:
@@ -86,7 +96,8 @@ class PropertyStore:
                              f"{manifest.property_hash!r}")
         if address and not manifest.address:
             manifest.address = address
-        for photo in manifest.photos:
+        # archived photos are indexed too: a download matching one restores it
+        for photo in _records(manifest):
             self._index.add(photo.id, from_hex(photo.phash), from_hex(photo.dhash))
             for copy in photo.copies:
                 self._index.add(photo.id, from_hex(copy.phash), from_hex(copy.dhash))
@@ -99,25 +110,37 @@ class PropertyStore:
     def photo(self, image_id: str) -> PhotoRecord | None:
         return next((p for p in self.manifest.photos if p.id == image_id), None)
 
+    @property
+    def archived(self) -> list[ArchivedPhoto]:
+        return list(self.manifest.archived)
+
+    def archived_photo(self, image_id: str) -> ArchivedPhoto | None:
+        return next((a for a in self.manifest.archived if a.photo.id == image_id), None)
+
     def url_entry(self, url: str) -> UrlEntry | None:
         return self.manifest.urls.get(url)
 
     def needs_download(self, url: str) -> bool:
-        """False when ``url``'s content is already stored (so a rerun fetches nothing again)."""
+        """False when ``url``'s content is already stored, or archived (so a rerun fetches
+        nothing again; :meth:`mark_seen` restores an archived one)."""
         entry = self.manifest.urls.get(url)
         if entry is None or entry.status == UrlStatus.REJECTED:
             return True
-        return entry.image_id is None or self.photo(entry.image_id) is None
+        return entry.image_id is None or (self.photo(entry.image_id) is None
+                                          and self.archived_photo(entry.image_id) is None)
 
     # ---- changing ------------------------------------------------------------------------
     def mark_seen(self, source: str, url: str, *, source_photo_id: str | None = None,
                   caption: str | None = None, now: datetime | None = None) -> bool:
         """Record that ``source`` still shows ``url``; True if its photo is stored (no
-        download needed)."""
+        download needed). An archived photo is restored first (shown again)."""
         now = now or utcnow()
         entry = self.manifest.urls.get(url)
         if entry is None or self.needs_download(url):
             return False
+        if self.photo(entry.image_id or "") is None and (
+                self._restore_or_forget(entry.image_id or "", now) is None):
+            return False  # its files are gone: download it again
         entry.last_seen = now
         entry.status = UrlStatus.ACTIVE
         entry.reason = None
@@ -156,12 +179,20 @@ class PropertyStore:
             size_bytes=downloaded.info.size_bytes, format=downloaded.info.format,
             phash=to_hex(phash), dhash=to_hex(dhash),
         )
-        same = next((p for p in self.manifest.photos
+        same = next((p for p in _records(self.manifest)
                      if any(c.content_sha == downloaded.sha256 for c in p.copies)), None)
         matches = [same.id] if same else self._index.query(phash, dhash)
-        if matches:
-            photo = self.photo(matches[0])
-            assert photo is not None
+        found: PhotoRecord | None = None
+        restored = False
+        for image_id in sorted(matches, key=lambda i: self.photo(i) is None):  # stored first
+            found = self.photo(image_id)
+            if found is None and self.archived_photo(image_id) is not None:
+                found = self._restore_or_forget(image_id, now)
+                restored = found is not None
+            if found is not None:
+                break
+        if found is not None:
+            photo = found
             action: Literal["duplicate", "replaced"] = "duplicate"
             if not any(c.content_sha == copy.content_sha for c in photo.copies):
                 kept = next((c for c in photo.copies if c.url == photo.kept_url),
@@ -174,7 +205,7 @@ class PropertyStore:
                 self._recategorize(photo, category, categorizer, now)
             self._touch_source(photo, source, url, source_photo_id, caption, now)
             self._index.add(photo.id, phash, dhash)
-            result = AddResult(action, photo)
+            result = AddResult(action, photo, restored)
         else:
             photo = PhotoRecord(
                 id="i" + hashlib.sha256(downloaded.sha256.encode()).hexdigest()[:15],
@@ -216,25 +247,31 @@ class PropertyStore:
         even if nothing changed: the scheduled refresh picks properties by that time."""
         self._dirty = True
 
-    def commit(self) -> bool:
+    def commit(self, *, touch: bool = True) -> bool:
         """Write the manifest atomically (then the lookup entry, then delete files the manifest
-        no longer lists). True if anything was written."""
+        no longer lists). True if anything was written. ``touch=False`` keeps
+        ``manifest.updated`` (archiving is no check of the property; the refresh picks
+        properties by that time)."""
         if not self._dirty:
             return False
-        self.manifest.updated = utcnow()
+        if touch:
+            self.manifest.updated = utcnow()
         self.fs.write_json(self.manifest_key, self.manifest.model_dump(mode="json"))
         if self.manifest.address:
             self.store.put_lookup(self.manifest.address, self.property_hash)
-        listed = self.listed_files()
+        listed = {f"{self.folder}/{name}" for name in self.listed_files()}
+        for archived in self.manifest.archived:
+            listed |= {archived.path, _sidecar(archived.path)}
         for key in self._delete_after_commit:
-            if key.rsplit("/", 1)[-1] not in listed:
+            if key not in listed:
                 self.fs.delete(key)
         self._delete_after_commit.clear()
         self._dirty = False
         return True
 
     def listed_files(self) -> set[str]:
-        """File names in the property folder that the manifest accounts for."""
+        """File names in the property folder that the manifest accounts for (archived photos
+        live in ``archive/{property_hash}/``, not here)."""
         names = {"manifest.json"}
         for photo in self.manifest.photos:
             names.add(photo.name)
@@ -265,6 +302,99 @@ class PropertyStore:
                     deleted.append(f"{self.folder}/{leaf}")
         return deleted
 
+    # ---- archive -------------------------------------------------------------------------
+    @property
+    def archive_folder(self) -> str:
+        return f"archive/{self.property_hash}"
+
+    def archive_photo(self, image_id: str, *, last_seen: datetime,
+                      storage_class: str | None = None,
+                      now: datetime | None = None) -> ArchivedPhoto:
+        """Move a stored photo to ``archive/{property_hash}/`` under the same names: the photo
+        is copied now (in ``storage_class`` on S3) and its archive sidecar written (it carries
+        the whole record, so the folder describes itself); the manifest lists it under
+        ``archived`` on commit. The processed copies are then no longer listed: the caller
+        deletes them after the commit (archive.py does, once the gallery page is rewritten),
+        and :meth:`gc` would too."""
+        now = now or utcnow()
+        photo = self.photo(image_id)
+        if photo is None:
+            raise StoreError(f"{self.property_hash}: no stored photo {image_id!r} to archive")
+        entry = ArchivedPhoto(photo=photo, path=f"{self.archive_folder}/{photo.name}",
+                              archived_at=now, last_seen=last_seen,
+                              storage_class=storage_class if self.fs.s3 else None)
+        self.write_archive_copy(entry)
+        self.manifest.photos.remove(photo)
+        self.manifest.archived.append(entry)
+        self._dirty = True
+        return entry
+
+    def write_archive_copy(self, entry: ArchivedPhoto, *, photo: bool = True,
+                           sidecar: bool = True) -> None:
+        """Write an archived photo's files in ``archive/``: the photo (copied from the
+        processed copy, else from its blob) and then its sidecar, which carries the whole
+        record (so the archive folder describes itself)."""
+        if photo:
+            self._copy_photo([f"{self.folder}/{entry.photo.name}", self._blob_key(entry.photo)],
+                             entry.path, entry.storage_class)
+        if sidecar:
+            self.fs.write_json(_sidecar(entry.path), self._sidecar_record(entry.photo)
+                               | {"archive": entry.model_dump(mode="json")})
+
+    def restore_photo(self, image_id: str, *, now: datetime | None = None) -> PhotoRecord:
+        """Bring an archived photo back into the property folder (same id and blob; same name
+        unless another photo took it): copied from the archive copy, or from its
+        content-addressed blob if that copy is gone; listed on commit, the archive copy deleted
+        after. FileNotFoundError if neither exists."""
+        now = now or utcnow()
+        entry = self.archived_photo(image_id)
+        if entry is None:
+            raise StoreError(f"{self.property_hash}: no archived photo {image_id!r}")
+        photo = entry.photo
+        if photo.name in {p.name for p in self.manifest.photos}:
+            source = next((c.source for c in photo.copies if c.url == photo.kept_url),
+                          "unknown")
+            photo.name = self._unique_name(photo, source)
+        self._copy_photo([entry.path, self._blob_key(photo)], f"{self.folder}/{photo.name}",
+                         None)
+        photo.updated = now
+        self._write_sidecar(photo)
+        self.manifest.archived.remove(entry)
+        self.manifest.photos.append(photo)
+        self._delete_after_commit += [entry.path, _sidecar(entry.path)]
+        self._dirty = True
+        return photo
+
+    def _restore_or_forget(self, image_id: str, now: datetime) -> PhotoRecord | None:
+        """Restore an archived photo; one whose archive copy and blob are both gone cannot be
+        restored and is dropped from the manifest (logged), so it is downloaded again."""
+        if self.archived_photo(image_id) is None:
+            return None
+        try:
+            return self.restore_photo(image_id, now=now)
+        except FileNotFoundError:
+            entry = self.archived_photo(image_id)
+            log.warning("%s: archived photo %s is gone (archive copy and blob missing); "
+                        "it is stored again from a new download", self.property_hash,
+                        entry.photo.name if entry else image_id)
+            if entry is not None:
+                self.manifest.archived.remove(entry)
+                self._dirty = True
+            return None
+
+    def _copy_photo(self, sources: list[str], dst: str, storage_class: str | None) -> None:
+        """Copy the first of ``sources`` that exists to ``dst``."""
+        for src in sources[:-1]:
+            try:
+                self.fs.copy(src, dst, storage_class=storage_class)
+                return
+            except FileNotFoundError:
+                continue
+        self.fs.copy(sources[-1], dst, storage_class=storage_class)
+
+    def _blob_key(self, photo: PhotoRecord) -> str:
+        return self.store.blob_key(photo.blob_sha, photo.ext)
+
     # ---- internals -----------------------------------------------------------------------
     def _touch_source(self, photo: PhotoRecord, source: str, url: str,
                       source_photo_id: str | None, caption: str | None, now: datetime) -> None:
@@ -279,7 +409,8 @@ class PropertyStore:
                                          first_seen=now, last_seen=now))
 
     def _unique_name(self, photo: PhotoRecord, source: str) -> str:
-        taken = {p.name for p in self.manifest.photos if p.id != photo.id}
+        # archived names stay taken, so restoring one never collides
+        taken = {p.name for p in _records(self.manifest) if p.id != photo.id}
         category = Category(photo.loc, photo.subject, photo.confidence)
         seq = None
         while True:
@@ -322,11 +453,20 @@ class PropertyStore:
                                           f"{self.folder}/{_sidecar(old_name)}"]
 
     def _write_sidecar(self, photo: PhotoRecord) -> None:
-        self.fs.write_json(f"{self.folder}/{_sidecar(photo.name)}", {
+        self.fs.write_json(f"{self.folder}/{_sidecar(photo.name)}", self._sidecar_record(photo))
+
+    @staticmethod
+    def _sidecar_record(photo: PhotoRecord) -> dict[str, object]:
+        return {
             "id": photo.id, "name": photo.name, "loc": photo.loc, "subject": photo.subject,
             "confidence": photo.confidence, "categorizer": photo.categorizer,
             "blob_sha": photo.blob_sha,
-        })
+        }
+
+
+def _records(manifest: Manifest) -> list[PhotoRecord]:
+    """Every photo record of the manifest: the stored ones first, then the archived ones."""
+    return [*manifest.photos, *(a.photo for a in manifest.archived)]
 
 
 def _sidecar(name: str) -> str:
