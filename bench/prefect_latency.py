@@ -7,7 +7,7 @@ load: a process worker limited to 3 runs executes the submitted runs against the
 while we submit 40 runs 0.1 s apart. The baseline in the same run is the server's
 ``/api/health`` round trip, so the ratios say what the orchestration adds.
 
-    .venv/bin/python -m bench.prefect_latency [--postgres] [--runs 40]
+    .venv/bin/python -m bench.prefect_latency [--postgres] [--runs 40] [--idle | --split-cores]
 """
 
 from __future__ import annotations
@@ -60,9 +60,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--postgres", action="store_true")
     parser.add_argument("--runs", type=int, default=40)
+    parser.add_argument("--idle", action="store_true",
+                        help="no worker: the server's own cost, without a busy machine")
+    parser.add_argument("--split-cores", action="store_true",
+                        help="server, database and client on core 0, the worker and its flow "
+                        "runs on core 1: two 1-core machines, as in the multi-machine profile")
     args = parser.parse_args()
     from phx_sim import Simulator
 
+    if args.split_cores:
+        os.sched_setaffinity(0, {0})  # inherited by the database and server started below
     with contextlib.ExitStack() as stack_ctx:
         database_url = None
         if args.postgres:
@@ -79,13 +86,19 @@ def main() -> None:
         stack.run([str(venv / "phx-images"), "setup"], cwd=ROOT, extra_env=env)
         stack.run([str(venv / "prefect"), "--no-prompt", "deploy", "--all"], cwd=ROOT,
                   extra_env=env)
-        stack.start_worker("phx-process", 3, ROOT, "bench", extra_env=env)
+        if not args.idle:
+            worker = stack.start_worker("phx-process", 3, ROOT, "bench", extra_env=env)
+            if args.split_cores:
+                os.sched_setaffinity(worker.pid, {1})  # its flow-run processes inherit it
         os.environ.update({"PREFECT_API_URL": stack.api_url, "PREFECT_HOME": str(stack.home)})
         results = asyncio.run(measure(stack.api_url, args.runs))
     backend = "PostgreSQL" if args.postgres else "SQLite"
     base = statistics.median(results["health"])
+    load = "no worker (idle)" if args.idle else "worker --limit 3 busy with them"
+    if args.split_cores and not args.idle:
+        load += ", on its own core"
     print(f"job control latency, Prefect server on {backend}, {args.runs} runs 0.1 s apart, "
-          "worker --limit 3 busy with them")
+          f"{load}")
     for name in ("health", "submit", "status"):
         values = results[name]
         p50, p95 = statistics.median(values), pct(values, 0.95)
