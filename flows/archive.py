@@ -22,6 +22,7 @@ from phx_images.store import ImageStore
 from phx_images.store.archive import ArchiveReport, archive_old_photos
 
 CHILD_FLOW = "extract-property"  # the flow that writes properties (flows/property.py)
+PAGE_SIZE = 200  # flow runs per API read (the API's largest page)
 
 
 def properties_of(parameters: Iterable[Mapping[str, Any]]) -> set[str]:
@@ -38,31 +39,57 @@ def properties_of(parameters: Iterable[Mapping[str, Any]]) -> set[str]:
 
 async def properties_in_flight() -> set[str]:
     """Properties of every extraction child run not finished yet (scheduled ones included:
-    they may start while the archival runs)."""
+    they may start while the archival runs).
+
+    Paging over a set that changes while it is read: runs that finish meanwhile leave the
+    filtered set, so plain offset pages shift and could skip a run still in flight. So the
+    pages are sorted by a stable key (id) and then completed by id: the last queries exclude
+    every run already seen (``id.not_any_``, the API has no id range to page from) until one
+    returns less than a full page. Every run unfinished both when the read starts and when it
+    ends is therefore found; one that finished meanwhile writes nothing any more. Left: a run
+    created after the last query (a nightly refresh, a new on-demand run) is not skipped. The
+    engine covers that: it never deletes processed copies in the run that archives them, so a
+    manifest such a run commits from an older read loses nothing
+    (phx_images/store/archive.py). The exclusion list grows with the number of runs in flight
+    (one bind parameter each on the server): fine for thousands."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         FlowFilter,
         FlowFilterName,
         FlowRunFilter,
+        FlowRunFilterId,
         FlowRunFilterState,
         FlowRunFilterStateType,
     )
     from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
 
     unfinished = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED,
                   StateType.CANCELLING]
-    runs: list[Any] = []
+    runs: dict[Any, Any] = {}
     async with get_client() as client:
-        while True:
-            page = await client.read_flow_runs(
+
+        async def page(offset: int, exclude: list[Any] | None) -> list[Any]:
+            return await client.read_flow_runs(
                 flow_filter=FlowFilter(name=FlowFilterName(any_=[CHILD_FLOW])),
-                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
-                    type=FlowRunFilterStateType(any_=unfinished))),
-                limit=200, offset=len(runs))  # the API's largest page
-            runs += page
-            if len(page) < 200:
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=unfinished)),
+                    **({"id": FlowRunFilterId(not_any_=exclude)} if exclude else {})),
+                sort=FlowRunSort.ID_DESC, limit=PAGE_SIZE, offset=offset)
+
+        offset = 0
+        while True:  # cheap pass: small requests, may miss a run if the set shrinks
+            batch = await page(offset, None)
+            runs.update((run.id, run) for run in batch)
+            offset += len(batch)
+            if len(batch) < PAGE_SIZE:
                 break
-    return properties_of(run.parameters for run in runs)
+        while offset >= PAGE_SIZE:  # completion: whatever is in flight and not seen yet
+            batch = await page(0, sorted(runs))
+            runs.update((run.id, run) for run in batch)
+            if len(batch) < PAGE_SIZE:
+                break
+    return properties_of(run.parameters for run in runs.values())
 
 
 @flow(name="archive-photos",

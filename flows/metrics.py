@@ -277,19 +277,24 @@ class PhxCollector(Collector):
                  else None) for w in workers]
 
     async def _stuck(self, client: Any, now: datetime) -> int:
-        """Running runs (any pool, subflows included) that started before the threshold."""
+        """Property runs (tag ``child``, as the stuck-run automation watches) Running since
+        before the threshold; parents legitimately run for hours over long lists."""
         from prefect.client.schemas.filters import (
             FlowRunFilter,
             FlowRunFilterStartTime,
             FlowRunFilterState,
             FlowRunFilterStateType,
+            FlowRunFilterTags,
         )
         from prefect.client.schemas.objects import StateType
+
+        from flows.automations import CHILD_TAG
 
         before = now - timedelta(seconds=self.options.stuck_after_s)
         return int(await client.count_flow_runs(flow_run_filter=FlowRunFilter(
             state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING])),
-            start_time=FlowRunFilterStartTime(before_=before))))
+            start_time=FlowRunFilterStartTime(before_=before),
+            tags=FlowRunFilterTags(all_=[CHILD_TAG]))))
 
     async def _breakers(self, client: Any) -> dict[str, tuple[bool, int]]:
         """Every known source closed unless its ``phx-breaker-<source>`` variable says
@@ -361,7 +366,7 @@ class PhxCollector(Collector):
             yield age
         if view.stuck is not None:
             stuck = GaugeMetricFamily("phx_stuck_runs", "Flow runs Running for longer than "
-                                      f"{self.options.stuck_after_s:g} s (any pool)")
+                                      f"{self.options.stuck_after_s:g} s (property runs)")
             stuck.add_metric([], view.stuck)
             yield stuck
         if view.breakers is not None:

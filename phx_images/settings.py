@@ -148,7 +148,7 @@ class OrchestrationSettings(BaseModel):
     stuck_after_s: float = Field(
         3600, ge=10, description="Alert when a property run stays Running longer than this")
     zombie_after_s: float = Field(
-        90, ge=35, description="Mark a run Crashed when its process sent no heartbeat for this "
+        90, ge=75, description="Mark a run Crashed when its process sent no heartbeat for this "
         "long (flow runs beat every 30 s, see prefect.yaml)")
     alert_webhook_url: SecretStr | None = Field(
         None, description="Where stuck-run alerts are POSTed (Slack-style JSON {text}); "

@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.prefect, pytest.mark.slow]
 
 CEILINGS = {"zillow": 3.0, "redfin": 4.0, "phoenixmls": 4.0, "assessor": 2.0}
 ASSET_CEILING = 8.0
-ZOMBIE_AFTER_S = 40
+ZOMBIE_AFTER_S = 75  # the lowest allowed: 2.5 heartbeats (they come every 30 s)
 
 
 def chromium_pids() -> set[int]:

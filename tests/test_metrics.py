@@ -91,7 +91,9 @@ async def make_runs(api_url: str) -> datetime:
     now = datetime.now(UTC)
     with temporary_settings({PREFECT_API_URL: api_url}):
         async with get_client() as client:
-            stuck_run = await client.create_flow_run(stuck, state=Running())
+            stuck_run = await client.create_flow_run(stuck, state=Running(), tags=["child"])
+            # as old, but a parent (no `child` tag): parents may run for hours, not stuck
+            await client.create_flow_run(stuck, state=Running())
             for state in (Completed(), Completed(), Completed(), Failed(), Crashed(),
                           Cancelled()):
                 await client.create_flow_run(probe, state=state)
@@ -135,7 +137,7 @@ async def late_activity(api_url: str) -> None:
 
     with temporary_settings({PREFECT_API_URL: api_url}):
         async with get_client() as client:
-            await client.create_flow_run(stuck, state=Running())
+            await client.create_flow_run(stuck, state=Running(), tags=["child"])
             await client.send_worker_heartbeat(POOL, "w-metrics",
                                                heartbeat_interval_seconds=30)
 
@@ -201,7 +203,7 @@ def test_exporter_reports_prefect_policy_and_store(phx: PhxStack, store_dir: Pat
         assert value(m, "phx_flow_run_success_ratio", flow="phx-metrics-probe") == 0.6
         assert value(m, "phx_flow_runs", flow="phx-metrics-queue", state="scheduled") == 1
         assert value(m, "phx_flow_runs", flow="phx-metrics-queue", state="pending") == 1
-        assert value(m, "phx_flow_runs", flow="phx-metrics-stuck", state="running") == 2
+        assert value(m, "phx_flow_runs", flow="phx-metrics-stuck", state="running") == 3
         assert value(m, "phx_flow_run_success_ratio", flow="phx-metrics-stuck") is None
         # queue: the late run and the pending one; the future one is not due
         assert value(m, "phx_queue_depth", work_pool=POOL) == 2

@@ -8,6 +8,7 @@ would on another machine.
 
 from __future__ import annotations
 
+import glob
 import json
 from pathlib import Path
 
@@ -17,7 +18,12 @@ from tests.image_helpers import moto_server
 from tests.postgres import postgres_server
 from tests.prefect_stack import PhxStack, copy_project
 
-pytestmark = [pytest.mark.prefect, pytest.mark.slow, pytest.mark.multimachine]
+pytestmark = [
+    pytest.mark.prefect, pytest.mark.slow, pytest.mark.multimachine,
+    pytest.mark.skipif(not glob.glob("/usr/lib/postgresql/*/bin/postgres"),
+                       reason="PostgreSQL not installed: `make test` installs it "
+                       "(scripts/setup.sh --postgres)"),
+]
 
 
 def test_one_run_is_spread_over_two_workers(sim: object,

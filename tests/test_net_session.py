@@ -12,12 +12,15 @@ import socket
 import struct
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from curl_cffi.requests import AsyncSession
 from curl_cffi.requests.exceptions import RequestException
 
+from phx_images.net.client import PolicyClient
 from phx_images.net.session import PacedSession, resend_refused
+from tests.test_net_support import make_settings
 
 
 class ScriptedServer:
@@ -134,3 +137,23 @@ def test_plain_libcurl_would_resend(server: ScriptedServer) -> None:
 
     asyncio.run(main())
     assert server.requests == 3 and server.connections == 2
+
+
+def test_policy_client_retries_a_refused_resend_without_blaming_the_site(
+        server: ScriptedServer, tmp_path: Path) -> None:
+    """Through the real path (PolicyClient.fetch streams): the reset on the reused connection
+    is retried at the next rate slot, on a fresh connection; it is no breaker failure (the
+    breaker here opens after one), and the site saw no twin."""
+    base = server.url.rsplit("/", 1)[0]
+    settings = make_settings(tmp_path, base, breaker_failures=1, max_retries=2)
+
+    async def main() -> dict:
+        async with PolicyClient(settings, retry_base_s=0.01) as client:
+            for _ in range(2):
+                response = await client.fetch("redfin", server.url)
+                assert response.status == 200
+            return client.metrics()["redfin"]
+
+    metrics = asyncio.run(main())
+    assert metrics["resends_refused"] == 1 and metrics["breaker"] == "closed", metrics
+    assert server.requests == 3  # ok, reset (no silent twin), our paced retry

@@ -124,8 +124,10 @@ def _fill(store: ImageStore) -> Filled:
                   shared=data["A"])
 
 
-def _check_consistent(store: ImageStore, property_hash: str = PROP) -> None:
-    """Every file the manifest lists exists; no archived photo also sits in processed/."""
+def _check_consistent(store: ImageStore, property_hash: str = PROP, *,
+                      settled: bool = False) -> None:
+    """Every file the manifest lists exists; no photo is both stored and archived. ``settled``
+    (after a second archival run): no archived photo still has a processed copy either."""
     manifest = store.read_manifest(property_hash)
     assert manifest is not None
     for p in manifest.photos:
@@ -138,6 +140,10 @@ def _check_consistent(store: ImageStore, property_hash: str = PROP) -> None:
         assert store.has_blob(a.photo.blob_sha, a.photo.ext)
     ids = [p.id for p in manifest.photos] + [a.photo.id for a in manifest.archived]
     assert len(ids) == len(set(ids)), "a photo is both stored and archived"
+    if settled:
+        for a in manifest.archived:
+            assert not store.fs.exists(f"processed/{property_hash}/{a.photo.name}"), a.path
+            assert not store.fs.exists(f"processed/{property_hash}/{a.photo.name[:-4]}.json")
 
 
 def _processed_photos(store: ImageStore, property_hash: str = PROP) -> set[str]:
@@ -185,13 +191,19 @@ def test_archive_moves_old_photos_and_keeps_everything(store: ImageStore) -> Non
     assert report.cutoff == T0 + timedelta(days=30)
     assert [(p.property_hash, sorted(p.archived)) for p in report.properties] == [
         (PROP, sorted([f.names["A"], f.names["E"]]))]
-    # files moved, same names, same bytes; sidecars moved too and carry the record
-    assert _processed_photos(store) == {f.names[k] for k in "BCD"}
+    assert report.finished == 0
+    assert "archived 2 photos" in report.summary_line()
+    assert "(processed copies removed next run)" in report.summary_line()
+    # files copied, same names, same bytes; sidecars copied too and carry the record; the
+    # processed copies stay until the next run (an extraction run may commit a manifest read
+    # before this one)
+    assert _processed_photos(store) == set(f.names.values())
     assert _archive_files(store) == {f.names[k] for k in "AE"} | {
         f.names[k][:-4] + ".json" for k in "AE"}
     for k in "AE":
         assert store.fs.read_bytes(f"archive/{PROP}/{f.names[k]}") == f.files[k]
-        assert not store.fs.exists(f"processed/{PROP}/{f.names[k][:-4]}.json")
+        assert store.fs.read_bytes(f"processed/{PROP}/{f.names[k]}") == f.files[k]
+        assert store.fs.exists(f"processed/{PROP}/{f.names[k][:-4]}.json")
         sidecar = store.fs.read_json(f"archive/{PROP}/{f.names[k][:-4]}.json")
         assert (sidecar["id"], sidecar["archive"]["photo"]["id"]) == (f.ids[k], f.ids[k])
     # the manifest moved the records, kept the URLs, left "updated" alone
@@ -228,9 +240,25 @@ def test_archive_moves_old_photos_and_keeps_everything(store: ImageStore) -> Non
         assert f.ids["A"] not in page and f.names["A"] not in page
         assert f.ids["E"] not in page and f.ids["B"] in page
     assert "3 photos" in store.fs.read_bytes("index.html").decode()
-    # a rerun has nothing left to do
+    # the next run deletes the processed copies (the photos are still archived), nothing else
     again = archive_old_photos(store, older_than_days=90, now=NOW)
     assert (again.photos_archived, again.finished, again.orphans_removed, again.errors) == (
+        0, 2, 0, {})
+    assert "2 processed copies of earlier archivals removed" in again.summary_line()
+    assert "next run" not in again.summary_line()
+    assert [(p.property_hash, p.archived, p.finished) for p in again.properties] == [
+        (PROP, [], 2)]
+    assert _processed_photos(store) == {f.names[k] for k in "BCD"}
+    for k in "AE":
+        assert not store.fs.exists(f"processed/{PROP}/{f.names[k][:-4]}.json")
+        assert store.fs.read_bytes(f"archive/{PROP}/{f.names[k]}") == f.files[k]
+    assert store.read_manifest(PROP) == manifest
+    page = store.fs.read_bytes(f"processed/{PROP}/index.html").decode()
+    assert "3 photos" in page and f.ids["A"] not in page
+    _check_consistent(store, settled=True)
+    # then there is nothing left to do
+    third = archive_old_photos(store, older_than_days=90, now=NOW)
+    assert (third.photos_archived, third.finished, third.orphans_removed, third.errors) == (
         0, 0, 0, {})
     assert store.read_manifest(PROP) == manifest
 
@@ -257,6 +285,15 @@ def test_dry_run_changes_nothing(store: ImageStore) -> None:
     assert sorted(report.properties[0].archived) == sorted([f.names["A"], f.names["E"]])
     assert report.blobs_cold == (1 if store.fs.s3 else 0)
     assert "would archive 2 photos" in report.summary_line()
+    assert "next run" not in report.summary_line()
+    # after an archival: the processed copies the next run would delete
+    archive_old_photos(store, older_than_days=90, now=NOW)
+    before = _snapshot(store)
+    dry = archive_old_photos(store, older_than_days=90, now=NOW, dry_run=True)
+    assert _snapshot(store) == before
+    assert (dry.photos_archived, dry.finished) == (0, 2)
+    assert "2 processed copies of earlier archivals to remove" in dry.summary_line()
+    assert "to remove" in dry.markdown()
     # a longer threshold archives nothing
     assert archive_old_photos(store, older_than_days=200, now=NOW,
                               dry_run=True).photos_archived == 0
@@ -296,10 +333,12 @@ def test_arguments_are_checked(store: ImageStore) -> None:
 
 # ---- crash safety -----------------------------------------------------------------------
 
-def test_failed_delete_after_commit_is_finished_by_the_rerun(
+def test_failed_delete_of_processed_copies_is_finished_by_the_next_run(
         store: ImageStore, monkeypatch: pytest.MonkeyPatch) -> None:
     f = _fill(store)
     real_delete = StoreFS.delete
+    first = archive_old_photos(store, older_than_days=90, now=NOW)  # deletes nothing there
+    assert first.errors == {} and (first.photos_archived, first.finished) == (2, 0)
 
     def failing_delete(self: StoreFS, key: str) -> None:
         if key.startswith(f"processed/{PROP}/"):
@@ -311,7 +350,7 @@ def test_failed_delete_after_commit_is_finished_by_the_rerun(
     assert list(report.errors) == [PROP]
     assert len(report.errors[PROP]) == 2  # A and E
     assert all("not deleted yet" in e and "simulated outage" in e for e in report.errors[PROP])
-    assert report.photos_archived == 2  # committed: the manifest says archived
+    assert (report.photos_archived, report.finished) == (0, 0)
     _check_consistent(store)
     assert f.names["A"] in _processed_photos(store)  # the processed copies are left
 
@@ -320,7 +359,7 @@ def test_failed_delete_after_commit_is_finished_by_the_rerun(
     assert rerun.errors == {} and (rerun.photos_archived, rerun.finished) == (0, 2)
     assert _processed_photos(store) == {f.names[k] for k in "BCD"}
     assert not store.fs.exists(f"processed/{PROP}/{f.names['A'][:-4]}.json")
-    _check_consistent(store)
+    _check_consistent(store, settled=True)
 
 
 def test_crash_before_commit_then_rerun(store: ImageStore,
@@ -370,10 +409,11 @@ def _kill_at_write(fs: StoreFS, k: int, exc: type[BaseException]) -> None:
         setattr(fs, name, counted(getattr(fs, name)))
 
 
-def test_killed_at_every_write_then_rerun_completes(tmp_path: Path) -> None:
-    """Kill the archival before each of its writes in turn (local store, copied per run):
-    every manifest stays valid with every listed file present, and a plain rerun ends in the
-    same state as an uninterrupted run."""
+def test_killed_at_every_write_then_reruns_complete(tmp_path: Path) -> None:
+    """Kill a sequence of two archival runs (the first archives, the second deletes the
+    processed copies) before each of their writes in turn (local store, copied per case):
+    every manifest stays valid with every listed file present, and two plain reruns end in
+    the same state as the uninterrupted sequence."""
     import shutil
 
     base = ImageStore(str(tmp_path / "base"))
@@ -381,7 +421,11 @@ def test_killed_at_every_write_then_rerun_completes(tmp_path: Path) -> None:
     reference = ImageStore(str(tmp_path / "reference"))
     shutil.copytree(base.fs.root, reference.fs.root, dirs_exist_ok=True)
     archive_old_photos(reference, older_than_days=90, now=NOW)
+    after_first = _snapshot(reference)
+    archive_old_photos(reference, older_than_days=90, now=NOW)
     expected = _snapshot(reference)
+    assert after_first != expected  # the second run has writes of its own to kill
+    _check_consistent(reference, settled=True)
 
     class Killed(BaseException):
         pass
@@ -392,7 +436,8 @@ def test_killed_at_every_write_then_rerun_completes(tmp_path: Path) -> None:
         shutil.copytree(base.fs.root, store.fs.root, dirs_exist_ok=True)
         _kill_at_write(store.fs, k, Killed)
         try:
-            archive_old_photos(store, older_than_days=90, now=NOW)
+            for _ in range(2):
+                archive_old_photos(store, older_than_days=90, now=NOW)
         except Killed:
             crashes += 1
         else:
@@ -400,12 +445,96 @@ def test_killed_at_every_write_then_rerun_completes(tmp_path: Path) -> None:
         fresh = ImageStore(store.fs.root)
         _check_consistent(fresh)
         _check_consistent(fresh, OTHER)
-        rerun = archive_old_photos(fresh, older_than_days=90, now=NOW)
-        assert rerun.errors == {}, (k, rerun.errors)
+        for _ in range(2):
+            rerun = archive_old_photos(fresh, older_than_days=90, now=NOW)
+            assert rerun.errors == {}, (k, rerun.errors)
+            _check_consistent(fresh)
         assert _snapshot(fresh) == expected, k
-    # 2 photos x (copy, sidecar), the manifest, the page and 3 thumbnails, 2 photos x
-    # (photo, sidecar) deleted, the index: the kill landed before each one of them
-    assert crashes == 14
+    # first run: 2 photos x (copy, sidecar), the manifest, the page and 3 thumbnails, the
+    # index; second run: the page, 2 photos x (photo, sidecar) deleted, the index. The kill
+    # landed before each one of them
+    assert crashes == 16
+
+
+# ---- concurrency: an extraction run committing around the archival ---------------------
+
+def test_extraction_commit_read_before_the_archival_loses_no_photo(store: ImageStore) -> None:
+    """The race the two-run deletion exists for: an extraction run reads the manifest, the
+    archival archives A and E, then the extraction commits the manifest it read plus its own
+    change (A shown again). A and E are stored again, and their processed copies are still
+    there; the next archival sweeps A's archive copy (A is live and no longer qualifies) and
+    archives E again; the run after deletes E's processed copies only."""
+    f = _fill(store)
+    child = store.open_property(PROP)  # the extraction run reads the manifest first
+    first = archive_old_photos(store, older_than_days=90, now=NOW)
+    assert first.errors == {} and first.photos_archived == 2
+    assert {a.photo.id for a in store.read_manifest(PROP).archived} == {f.ids["A"], f.ids["E"]}
+
+    later = NOW + timedelta(hours=1)
+    assert child.mark_seen("zillow", "http://z/a.jpg", now=later)  # A is stored in its copy
+    assert child.commit()  # the manifest as read before the archival, plus A seen now
+    manifest = store.read_manifest(PROP)
+    assert manifest.archived == [] and {p.id for p in manifest.photos} == set(f.ids.values())
+    assert manifest.urls["http://z/a.jpg"].status == UrlStatus.ACTIVE
+    for k in "ABCDE":  # every listed photo is there and readable
+        assert store.fs.read_bytes(f"processed/{PROP}/{f.names[k]}") == f.files[k]
+        assert store.fs.read_json(f"processed/{PROP}/{f.names[k][:-4]}.json")["id"] == f.ids[k]
+    _check_consistent(store)
+
+    second = archive_old_photos(store, older_than_days=90, now=later)
+    assert second.errors == {}
+    assert (second.photos_archived, second.orphans_removed, second.finished) == (1, 1, 0)
+    manifest = store.read_manifest(PROP)
+    assert f.ids["A"] in {p.id for p in manifest.photos}
+    assert {a.photo.id for a in manifest.archived} == {f.ids["E"]}
+    assert store.fs.read_bytes(f"processed/{PROP}/{f.names['A']}") == f.files["A"]
+    assert _archive_files(store) == {f.names["E"], f.names["E"][:-4] + ".json"}
+    assert f.names["E"] in _processed_photos(store)  # archived again: deleted next run
+    _check_consistent(store)
+
+    third = archive_old_photos(store, older_than_days=90, now=later)
+    assert third.errors == {} and (third.photos_archived, third.finished) == (0, 1)
+    assert _processed_photos(store) == {f.names[k] for k in "ABCD"}
+    assert store.fs.read_bytes(f"processed/{PROP}/{f.names['A']}") == f.files["A"]
+    assert store.fs.read_bytes(f"archive/{PROP}/{f.names['E']}") == f.files["E"]
+    page = store.fs.read_bytes(f"processed/{PROP}/index.html").decode()
+    assert "4 photos" in page and f.ids["A"] in page and f.ids["E"] not in page
+    _check_consistent(store, settled=True)
+
+
+def test_photo_restored_while_the_next_run_deletes_keeps_its_processed_copy(
+        store: ImageStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run that deletes the processed copies of earlier archivals reads the manifest again
+    right before deleting: an extraction run that restored A meanwhile (A shown again: copied
+    back, committed, archive copy deleted) keeps A's processed copy; E's copies go."""
+    import phx_images.gallery as gallery
+
+    f = _fill(store)
+    archive_old_photos(store, older_than_days=90, now=NOW)
+    later = NOW + timedelta(hours=1)
+    real_page = gallery.write_property_page
+    fired = []
+
+    def page_then_extraction_commits(store_: ImageStore, manifest):  # type: ignore[no-untyped-def]
+        key = real_page(store_, manifest)
+        if manifest.property_hash == PROP and not fired:
+            fired.append(True)
+            child = store_.open_property(PROP)
+            assert child.mark_seen("zillow", "http://z/a.jpg", now=later)  # restores A
+            assert child.commit()
+        return key
+
+    monkeypatch.setattr(gallery, "write_property_page", page_then_extraction_commits)
+    report = archive_old_photos(store, older_than_days=90, now=later)
+    assert fired and report.errors == {}
+    assert (report.photos_archived, report.finished) == (0, 1)  # E's copies only
+    manifest = store.read_manifest(PROP)
+    assert f.ids["A"] in {p.id for p in manifest.photos}
+    assert {a.photo.id for a in manifest.archived} == {f.ids["E"]}
+    assert store.fs.read_bytes(f"processed/{PROP}/{f.names['A']}") == f.files["A"]
+    assert _processed_photos(store) == {f.names[k] for k in "ABCD"}
+    assert _archive_files(store) == {f.names["E"], f.names["E"][:-4] + ".json"}
+    _check_consistent(store, settled=True)
 
 
 # ---- seen again -------------------------------------------------------------------------
@@ -585,15 +714,17 @@ def test_flow_end_to_end_on_a_temporary_prefect_server(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """The flow itself, on Prefect's test harness (a temporary server on a free port): the
     setting decides the threshold, a property an unfinished extraction run names is skipped,
-    a bad manifest fails the run with the report, and the summary artifact is written."""
+    a bad manifest fails the run with the report, and the summary artifact is written. And
+    the in-flight read misses no run when runs finish while it pages."""
     import asyncio
     import inspect
 
-    from prefect.client.orchestration import get_client
-    from prefect.states import Scheduled
+    from prefect.client.orchestration import PrefectClient, get_client
+    from prefect.states import Completed, Scheduled
     from prefect.testing.utilities import prefect_test_harness
 
-    from flows.archive import archive_photos
+    import flows.archive
+    from flows.archive import archive_photos, properties_in_flight
     from flows.property import extract_property
     from phx_images.properties import from_addresses
 
@@ -610,8 +741,37 @@ def test_flow_end_to_end_on_a_temporary_prefect_server(tmp_path: Path,
     days = (datetime.now(UTC) - (T0 + timedelta(days=45))).days
     monkeypatch.setenv("PHX_ORCHESTRATION__ARCHIVE_AFTER_DAYS", str(days))
 
+    others = from_addresses(["1 Page Ln, Tempe, AZ 85281", "2 Page Ln, Tempe, AZ 85281",
+                             "3 Page Ln, Tempe, AZ 85281"]).properties
+    real_read = PrefectClient.read_flow_runs
+
+    async def paging_while_a_run_finishes(client):  # type: ignore[no-untyped-def]
+        """Pages of one run; the first run read finishes right after its page, which shifts
+        the later offset pages past a run still in flight: the completion by id finds it."""
+        for prop in others:
+            await client.create_flow_run(
+                extract_property, state=Scheduled(),
+                parameters={"properties": [prop.model_dump(mode="json")],
+                            "sources": ["zillow"]})
+        calls = []
+
+        async def read_and_finish_the_first(self, **kwargs):  # type: ignore[no-untyped-def]
+            runs = await real_read(self, **kwargs)
+            calls.append(kwargs)
+            if len(calls) == 1:
+                await self.set_flow_run_state(runs[0].id, Completed(), force=True)
+            return runs
+
+        with monkeypatch.context() as m:
+            m.setattr(flows.archive, "PAGE_SIZE", 1)
+            m.setattr(PrefectClient, "read_flow_runs", read_and_finish_the_first)
+            found = await properties_in_flight()
+        offset_pages = [c for c in calls if c["flow_run_filter"].id is None]
+        return found, len(offset_pages), len(calls)
+
     async def scenario():  # type: ignore[no-untyped-def]
         async with get_client() as client:
+            paging = await paging_while_a_run_finishes(client)
             await client.create_flow_run(
                 extract_property, state=Scheduled(),
                 parameters={"properties": [busy.model_dump(mode="json")],
@@ -623,10 +783,16 @@ def test_flow_end_to_end_on_a_temporary_prefect_server(tmp_path: Path,
             artifacts = await client.read_artifacts()
             store.fs.write_bytes("processed/deadbeef/manifest.json", b"{")
             failed = await archive_photos(dry_run=True, return_state=True)
-        return state, report, artifacts, failed
+        return state, report, artifacts, failed, paging
 
     with prefect_test_harness(server_startup_timeout=120):
-        state, report, artifacts, failed = asyncio.run(scenario())
+        state, report, artifacts, failed, paging = asyncio.run(scenario())
+
+    found, offset_pages, calls = paging
+    # offset pages: run 1, then (run 1 finished) run 3 at offset 1, then nothing at offset 2;
+    # run 2 is found by the completion, which then finds nothing more
+    assert found == {p.property_hash for p in others}
+    assert (offset_pages, calls) == (3, 5)
 
     assert state.is_completed(), state.message
     assert report.older_than_days == days and report.skipped == [busy.property_hash]

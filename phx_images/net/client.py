@@ -175,11 +175,14 @@ class _Source:
 class _Retryable(Exception):
     """Internal: this attempt failed transiently; the retry loop decides what next."""
 
-    def __init__(self, reason: str, status: int | None = None, retry_after: float | None = None):
+    def __init__(self, reason: str, status: int | None = None, retry_after: float | None = None,
+                 *, site_failure: bool = True):
         super().__init__(reason)
         self.reason = reason
         self.status = status
         self.retry_after = retry_after
+        #: False when the attempt says nothing about the site's (or proxy's) health
+        self.site_failure = site_failure
 
 
 def _with_params(url: str, params: Mapping[str, Any] | None) -> str:
@@ -516,7 +519,9 @@ class PolicyClient:
                 raise
             except _Retryable as exc:
                 reason = exc.reason
-                if proxy is not None:
+                if not exc.site_failure:
+                    pass
+                elif proxy is not None:
                     # Through a proxy, a connection failure is the proxy's until proven
                     # otherwise: bench it, leave the site's breaker alone.
                     self.proxies.report_failure(proxy, exc.reason)
@@ -601,8 +606,13 @@ class PolicyClient:
         except RequestException as exc:
             src.metrics.connection_errors += 1
             if resend_refused(exc):
+                # A kept-alive connection that died under us (idle close racing our send, an
+                # HTTP/2 GOAWAY taking every stream on it): retried, paced, but no mark
+                # against the site; if the site really resets, the retry on a fresh
+                # connection fails like any reset and counts.
                 src.metrics.resends_refused += 1
-                raise _Retryable("reused connection reset before an answer") from None
+                raise _Retryable("kept-alive connection reset before an answer",
+                                 site_failure=False) from None
             kind = type(exc).__name__
             raise _Retryable(f"{kind}: {redact_text(exc)}"[:300]) from None
         finally:

@@ -31,22 +31,22 @@ PREREQ_SIGNATURE = "int(*)(void *, char *, char *, int, int)"
 
 
 class OneSendPerRequest:
-    """The pre-request callback of one transfer: lets the first send through, refuses any
-    re-send, and remembers that it did (for the caller's error message and counters)."""
+    """The pre-request guard of one curl handle: lets the first send of a transfer through and
+    refuses any re-send. One per handle (cffi callbacks are executable closures: allocate
+    them once, not per request); :meth:`arm` before each transfer."""
 
     def __init__(self) -> None:
         self.sends = 0
-        self.refused = False
         self.c_callback = ffi.callback(PREREQ_SIGNATURE, self._prereq)
 
     def _prereq(self, _clientp: Any, _ip: Any, _local_ip: Any, _port: int, _lport: int) -> int:
         self.sends += 1
-        if self.sends == 1:
-            return PREREQ_OK
-        self.refused = True
-        return PREREQ_ABORT
+        return PREREQ_OK if self.sends == 1 else PREREQ_ABORT
 
-    def install(self, curl: Curl) -> None:
+    def arm(self, curl: Curl) -> None:
+        """Reset the count and (re)install the callback: curl_cffi resets a handle when it
+        returns to the pool, which clears the option."""
+        self.sends = 0
         code = lib._curl_easy_setopt(curl._curl, CurlOpt.PREREQFUNCTION,
                                      ffi.cast("void *", self.c_callback))
         if code != 0:
@@ -55,18 +55,24 @@ class OneSendPerRequest:
 
 class PacedSession(AsyncSession):
     """An ``AsyncSession`` (its connection pool, cookies and fingerprint) whose every transfer
-    carries a fresh :class:`OneSendPerRequest` guard.
+    is armed with its handle's :class:`OneSendPerRequest` guard.
 
-    curl_cffi resets a handle when it returns to the pool (which clears the callback), so the
-    guard is installed each time a handle is taken for a request; the handle keeps a reference
-    to its guard so the C callback outlives the transfer.
+    Every request path of curl_cffi's AsyncSession (``request``, ``stream``, ``ws_connect``)
+    takes its handle through ``pop_curl``, so arming there covers them all; the handle keeps
+    a reference to its guard so the C callback lives as long as the handle.
     """
 
     async def pop_curl(self) -> Curl:
         curl = await super().pop_curl()
-        guard = OneSendPerRequest()
-        guard.install(curl)
-        curl.phx_guard = guard  # type: ignore[attr-defined]
+        try:
+            guard = getattr(curl, "phx_guard", None)
+            if guard is None:
+                guard = OneSendPerRequest()
+                curl.phx_guard = guard  # type: ignore[attr-defined]
+            guard.arm(curl)
+        except BaseException:
+            self.push_curl(curl)  # never shrink the pool
+            raise
         return curl
 
 

@@ -11,15 +11,16 @@ source record says when it was last shown there). An ``active`` entry, or anythi
 any more keeps its photos (its URLs stay ``active``: we never learned they were gone), and
 assessor photos are never archived (the assessor source is never marked removed or stale).
 
-**Where they go.** The named photo and its sidecar move from ``processed/{property_hash}/``
+**Where they go.** The named photo and its sidecar are copied from ``processed/{property_hash}/``
 to ``archive/{property_hash}/`` under the same names; the archive sidecar also carries the whole
 photo record. On S3 the archive copy is written in ``storage_class`` (default ``GLACIER_IR``:
 cold, but readable at once, which restoring needs; classes that need a restore request first,
-GLACIER and DEEP_ARCHIVE, are refused). Locally the copy is a hard link, so the photo is in
-effect moved. The manifest moves the record from ``photos`` to ``archived`` (an
-:class:`~phx_images.store.models.ArchivedPhoto`: the record as it was, the archive path, when,
-the last sighting, the storage class); its URL entries stay and keep pointing at the photo.
-The property's ``manifest.updated`` (last check, which the refresh goes by) is left unchanged.
+GLACIER and DEEP_ARCHIVE, are refused). Locally the copy is a hard link. The manifest moves the
+record from ``photos`` to ``archived`` (an :class:`~phx_images.store.models.ArchivedPhoto`: the
+record as it was, the archive path, when, the last sighting, the storage class); its URL
+entries stay and keep pointing at the photo. The property's ``manifest.updated`` (last check,
+which the refresh goes by) is left unchanged. The processed copies are deleted by the *next*
+archival run, not this one (see "Crash safety and concurrency").
 
 **Blobs.** Never deleted: another property may share one, a cached fetch result (the flows'
 URL-keyed cache) may still point at one, and it is the fallback a restore copies from when an
@@ -27,36 +28,54 @@ archive copy is gone. On S3, a blob that only archived photos use (no stored pho
 property does) is moved in place to ``storage_class`` as well, so the archived bytes are all
 cold; it stays readable. This step runs only when every manifest could be read.
 
-**Crash safety.** Per property: copy to ``archive/`` (photo, then sidecar), then write the
-manifest atomically, then rewrite the property's gallery page, then delete the processed
-copies; the gallery index is rewritten at the end of every run. Killed anywhere, every manifest
-is valid and every file it lists exists. A rerun finishes what was cut short: processed copies
-of archived photos are deleted (after the page is rewritten again; the extraction's ``gc``
-deletes them too, as unlisted), archive copies of photos that are still stored (an archival
-that never reached its manifest) are removed, and a missing archive copy or sidecar is rebuilt
-from the processed copy or the blob. An archive file the manifest does not list and that
-belongs to no stored photo (e.g. a manifest rewritten by an older version, which drops the
-``archived`` list it does not know) is kept and reported: its sidecar holds the record.
+**Crash safety and concurrency: deletion in two runs.** Per property, a run (1) copies to
+``archive/`` (photo, then sidecar), (2) writes the manifest atomically, (3) rewrites the
+property's gallery page (the photo disappears from the gallery), and stops there: the processed
+copies of the photos it archived are left in place. The *next* archival run deletes them, and
+only for photos that are still ``archived`` in the manifest it reads (read again right before
+deleting); the gallery index is rewritten at the end of every run.
+
+Why not delete at once: an extraction run of the same property may have read the manifest
+before the archival committed and commit its own version after it (the flow skips properties
+with an unfinished extraction run, but that list is read once at the start, and the check that
+the manifest is unchanged right before committing is check-then-write). Its commit puts the
+photo back into ``photos``; had the archival deleted the processed copy, the manifest would list
+a missing file, and the next archival would then sweep the archive copy of that "stored" photo:
+the photo lost. With the deletion one run later, such a photo is simply stored again (its
+processed copy never left); the next run sweeps its archive copy (or, if it still qualifies,
+archives it again). What is left: a writer that read the manifest before one archival run and
+commits after the next one deleted the processed copies (an extraction run that outlives the
+weekly schedule while unseen by both runs' in-flight checks), or one that restores the photo
+between the next run's last read and its delete (a window of one delete call), could still
+list a photo whose processed copy is gone. Its blob is never deleted, so the bytes survive.
+
+Killed anywhere, every manifest is valid and every file it lists exists. A rerun finishes what
+was cut short: the page of a property with processed copies of archived photos is rewritten
+before they are deleted (the extraction's ``gc`` deletes them too, as unlisted), archive copies
+of photos that are still stored (an archival that never reached its manifest, or one a
+concurrent writer undid) are removed, and a missing archive copy or sidecar is rebuilt from the
+processed copy or the blob. An archive file the manifest does not list and that belongs to no
+stored photo (e.g. a manifest rewritten by an older version, which drops the ``archived`` list
+it does not know) is kept and reported: its sidecar holds the record.
 
 **Seen again.** When a site shows an archived photo's URL again, the extraction restores it
 (:meth:`PropertyStore.mark_seen` for a URL known to be stored, :meth:`PropertyStore.add_photo`
 when the download matches an archived photo by content or near-duplicate hashes): the record
 returns to ``photos`` with its id, name and blob, the file is copied back (from the archive
 copy, else from the blob) and the archive copy is deleted after the manifest is written. It is
-never stored as a second, new photo. Note: the pipeline's fetch step skips only URLs of
-*stored* photos (``Engine._read_stored_urls`` reads ``manifest.photos``), so today such a URL
-is downloaded once more (or served by the flows' URL cache) before integration restores the
-archived photo; adding the archived ids there would let ``mark_seen`` restore it with no
-download at all.
+never stored as a second, new photo. The pipeline counts an archived photo's URLs as stored
+(``Engine._read_stored_urls``), so such a URL is not downloaded again: ``mark_seen`` restores
+the photo.
 
 **Gallery.** The pages list ``manifest.photos`` only, so archived photos are not shown; the
 pages of changed properties and the index are rewritten by the archival. (Thumbnails under
 ``processed/{hash}/thumbs/`` are left: small, derived, and reused if the photo comes back.)
 
 **Concurrency.** Archiving writes a property's manifest, so it is one of that property's
-writers: the flow skips properties an extraction run is working on, and right before
-committing, a property whose manifest changed since it was read is left alone this time (its
-archive copies are cleaned up, or reused, next run). One archival run at a time.
+writers: the flow skips properties an extraction run is working on, right before committing a
+property whose manifest changed since it was read is left alone this time (its archive copies
+are cleaned up, or reused, next run), and processed copies are deleted one run later (above).
+One archival run at a time.
 
 No Prefect here: ``flows/archive.py`` schedules it.
 """
@@ -93,9 +112,9 @@ class PropertyArchive:
     """What archiving did (or, in a dry run, would do) in one property."""
 
     property_hash: str
-    archived: list[str] = field(default_factory=list)  # photo names
+    archived: list[str] = field(default_factory=list)  # photo names (processed copies kept)
     bytes: int = 0  # of the photos (sidecars not counted)
-    finished: int = 0  # interrupted archivals completed (processed copies removed)
+    finished: int = 0  # photos archived by an earlier run whose processed copies this run removed
     orphans_removed: int = 0  # archive copies of photos that are still stored
 
 
@@ -109,9 +128,9 @@ class ArchiveReport:
     dry_run: bool = False
     storage_class: str | None = None  # of archive copies (None: local store or not asked)
     properties_scanned: int = 0
-    photos_archived: int = 0
+    photos_archived: int = 0  # their processed copies are removed by the next run
     bytes_archived: int = 0
-    finished: int = 0
+    finished: int = 0  # processed copies of photos archived by earlier runs, removed now
     orphans_removed: int = 0
     blobs_cold: int = 0  # blobs moved to ``storage_class`` (S3)
     properties: list[PropertyArchive] = field(default_factory=list)  # those with changes
@@ -131,8 +150,11 @@ class ArchiveReport:
         line = (f"{self.properties_scanned} properties scanned: {verb} {self.photos_archived} "
                 f"photos ({_size(self.bytes_archived)}) last shown before "
                 f"{self.cutoff:%Y-%m-%d}")
+        if self.photos_archived and not self.dry_run:
+            line += " (processed copies removed next run)"
         extras = [f"{n} {what}" for n, what in (
-            (self.finished, "interrupted archivals finished"),
+            (self.finished, f"processed copies of earlier archivals "
+                            f"{'to remove' if self.dry_run else 'removed'}"),
             (self.orphans_removed, "stray archive copies removed"),
             (self.blobs_cold, f"blobs {'to move' if self.dry_run else 'moved'} to "
                               f"{self.storage_class}"),
@@ -144,7 +166,8 @@ class ArchiveReport:
         title = "Photo archival" + (" (dry run)" if self.dry_run else "")
         lines = [f"# {title}", "", self.summary_line(), ""]
         if self.properties:
-            lines += ["| property | photos | size | finished | photo names |",
+            lines += ["| property | archived | size | earlier archivals' processed copies "
+                      f"{'to remove' if self.dry_run else 'removed'} | photo names |",
                       "|---|---|---|---|---|"]
             for p in self.properties:
                 names = ", ".join(f"`{n}`" for n in p.archived[:10])
@@ -279,7 +302,11 @@ def _archive_property(store: ImageStore, property_hash: str, *, cutoff: datetime
                       errors: list[str]) -> tuple[PropertyArchive, set[str], set[str]]:
     """One property; returns what was done and the blob keys of its stored and archived
     photos afterwards. Raises for what stops the whole property (an unreadable manifest);
-    appends to ``errors`` what stops only part of it."""
+    appends to ``errors`` what stops only part of it.
+
+    The photos archived here keep their processed copies; those of photos archived by an
+    earlier run (and still archived) are deleted here (see the module docstring: the race
+    with an extraction run that committed a manifest read before the archival)."""
     ps = store.open_property(property_hash)  # refuses an invalid manifest: StoreError
     before = ps.manifest.model_dump(mode="json")
     out = PropertyArchive(property_hash)
@@ -287,6 +314,7 @@ def _archive_property(store: ImageStore, property_hash: str, *, cutoff: datetime
     archive_files = set(store.fs.list_details(ps.archive_folder))
     candidates = archivable(ps.manifest, cutoff)
     live_names = {p.name for p in ps.photos}
+    # archived by an earlier run, processed copies still there: this run deletes them
     leftover_ids = {a.photo.id for a in ps.archived if a.photo.name not in live_names
                     and {f"{ps.folder}/{a.photo.name}", f"{ps.folder}/{_sidecar(a.photo.name)}"}
                     & processed.keys()}
@@ -303,7 +331,8 @@ def _archive_property(store: ImageStore, property_hash: str, *, cutoff: datetime
                 _blobs(store, [*(a.photo for a in ps.archived), *(p for p, _ in candidates)]))
 
     # 1. archive copies of photos that are still stored (an archival that never reached its
-    #    manifest): removed, except the candidates' (overwritten just below)
+    #    manifest, or that a concurrent writer undid): removed, except the candidates'
+    #    (overwritten just below)
     out.orphans_removed = _sweep(ps, archive_files, errors,
                                  overwritten={p.name for p, _ in candidates})
     # 2. copy, then commit (unless another writer changed the manifest meanwhile)
@@ -337,7 +366,7 @@ def _archive_property(store: ImageStore, property_hash: str, *, cutoff: datetime
     # 3. photos archived before whose archive copy is incomplete (an archival cut short, or a
     #    lost object): rebuild it, from the processed copy if still there, else the blob
     moved_ids = {p.id for p in moved}
-    finish = list(moved)
+    finish: list[PhotoRecord] = []  # archived by an earlier run: processed copies to delete
     for entry in ps.archived:
         if entry.photo.id in moved_ids:
             continue
@@ -352,16 +381,19 @@ def _archive_property(store: ImageStore, property_hash: str, *, cutoff: datetime
             continue  # its processed copy, if any, is kept
         if entry.photo.id in leftover_ids:
             finish.append(entry.photo)
-    # 4. the gallery page, then the processed copies: a run killed before the deletes leaves
-    #    copies whose removal by the next run rewrites the page again
-    if finish:
+    # 4. the gallery page: the photos archived now leave the gallery (their processed copies
+    #    stay until the next run); it is rewritten again before earlier archivals' copies are
+    #    deleted, in case the run that archived them was killed before writing it
+    if moved or finish:
         from phx_images.gallery import write_property_page
 
         try:
             write_property_page(store, ps.manifest)
         except Exception as exc:
             errors.append(f"gallery page not rewritten: {type(exc).__name__}: {exc}")
-    for photo in finish:
+    # 5. the processed copies of photos archived by an earlier run, if still archived in the
+    #    manifest as stored right now (a concurrent writer may have put one back in photos)
+    for photo in _still_archived(store, property_hash, finish, errors):
         try:
             ps.fs.delete(f"{ps.folder}/{photo.name}")
             ps.fs.delete(f"{ps.folder}/{_sidecar(photo.name)}")
@@ -369,9 +401,29 @@ def _archive_property(store: ImageStore, property_hash: str, *, cutoff: datetime
             errors.append(f"{photo.name}: archived, but its processed copy is not deleted "
                           f"yet: {exc}; the next run finishes it")
             continue
-        if photo.id not in moved_ids:
-            out.finished += 1
+        out.finished += 1
     return (out, _blobs(store, ps.photos), _blobs(store, (a.photo for a in ps.archived)))
+
+
+def _still_archived(store: ImageStore, property_hash: str, photos: list[PhotoRecord],
+                    errors: list[str]) -> list[PhotoRecord]:
+    """Those of ``photos`` that the stored manifest, read now, lists as archived and whose
+    name no stored photo uses: their processed copies may go (none if it cannot be read)."""
+    if not photos:
+        return []
+    try:
+        current = store.read_manifest(property_hash)
+    except Exception as exc:
+        errors.append(f"processed copies of archived photos kept: manifest not read again: "
+                      f"{type(exc).__name__}: {exc}")
+        return []
+    if current is None:
+        return []
+    archived = {a.photo.id: a.photo.name for a in current.archived}
+    live_ids = {p.id for p in current.photos}
+    live_names = {p.name for p in current.photos}
+    return [p for p in photos if archived.get(p.id) == p.name and p.id not in live_ids
+            and p.name not in live_names]
 
 
 def _blobs(store: ImageStore, photos: Iterable[PhotoRecord]) -> set[str]:

@@ -313,9 +313,10 @@ class PropertyStore:
         """Move a stored photo to ``archive/{property_hash}/`` under the same names: the photo
         is copied now (in ``storage_class`` on S3) and its archive sidecar written (it carries
         the whole record, so the folder describes itself); the manifest lists it under
-        ``archived`` on commit. The processed copies are then no longer listed: the caller
-        deletes them after the commit (archive.py does, once the gallery page is rewritten),
-        and :meth:`gc` would too."""
+        ``archived`` on commit. The processed copies are then no longer listed; archive.py
+        deletes them in its next run, not this one, so an extraction that read the manifest
+        before this commit and writes it back after still finds its files (:meth:`gc` of a
+        later extraction may delete them first, which is just as safe)."""
         now = now or utcnow()
         photo = self.photo(image_id)
         if photo is None:
