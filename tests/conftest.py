@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from phx_images.settings import Settings
+from phx_images.store import ImageStore
 
 
 @pytest.fixture(scope="session")
@@ -63,3 +64,23 @@ def settings_for(sim_handle: object, tmp_path: Path, **overrides: object) -> Set
 @pytest.fixture
 def sim_settings(sim: object, tmp_path: Path) -> Settings:
     return settings_for(sim, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """One local S3-compatible server (moto) for the session's store tests."""
+    from tests.image_helpers import moto_server
+
+    with moto_server() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> ImageStore:
+    """An empty image store, once on local disk and once in a fresh bucket of ``moto``."""
+    from tests.image_helpers import new_bucket, s3_options
+
+    if request.param == "local":
+        return ImageStore(str(tmp_path / "store"))
+    endpoint = request.getfixturevalue("moto_endpoint")
+    return ImageStore(new_bucket(endpoint), s3_options(endpoint))

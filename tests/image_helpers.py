@@ -6,6 +6,7 @@ different hashes while resizes/recompressions of one seed stay near-duplicates.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -21,6 +22,9 @@ from typing import IO
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from phx_images.images import Downloaded, inspect
+from phx_images.settings import ImageSettings
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -126,3 +130,9 @@ def new_bucket(endpoint: str) -> str:
     bucket = f"phx-{uuid.uuid4().hex[:12]}"
     fs.mkdir(bucket)
     return f"s3://{bucket}/store"
+
+
+def as_downloaded(data: bytes, url: str) -> Downloaded:
+    """``data`` as the downloader would hand it over from ``url`` (checked by ``inspect``)."""
+    return Downloaded(url, url, data, hashlib.sha256(data).hexdigest(),
+                      inspect(data, max_pixels=ImageSettings().max_pixels))

@@ -44,11 +44,23 @@ async def _inspect_pages(urls: list[str]) -> list[dict]:
 
     import nodriver
 
-    browser = await nodriver.start(
-        browser_executable_path="/usr/bin/chromium", headless=True, sandbox=False,
-        browser_args=["--disable-background-networking", "--disable-component-update",
-                      "--disable-sync", "--no-first-run", "--disable-gpu",
-                      "--allow-file-access-from-files"])
+    for attempt in range(3):  # a loaded machine can miss nodriver's ~3 s start window
+        try:
+            browser = await nodriver.start(
+                browser_executable_path="/usr/bin/chromium", headless=True, sandbox=False,
+                browser_args=["--disable-background-networking", "--disable-component-update",
+                              "--disable-sync", "--no-first-run", "--disable-gpu",
+                              "--allow-file-access-from-files"])
+            break
+        except Exception:
+            from nodriver.core import util
+
+            for stale in list(util.get_registered_instances()):  # the Chromium that was late
+                stale.stop()
+                util.get_registered_instances().discard(stale)
+            if attempt == 2:
+                raise
+            await asyncio.sleep(1)
     results = []
     try:
         for url in urls:

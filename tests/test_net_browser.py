@@ -205,3 +205,40 @@ def test_sweep_removes_only_profiles_of_dead_owners(tmp_path: Path) -> None:
     removed = sweep_orphan_profiles(str(tmp_path))
     assert removed == [str(orphan)]
     assert alive.exists() and young.exists() and not orphan.exists()
+
+
+def test_a_slow_chromium_start_is_retried_and_leaves_nothing(tmp_path: Path) -> None:
+    """The first Chromium does not open its DevTools port in time (as on a loaded worker):
+    it is killed with its profile, and a second start succeeds."""
+    from phx_images.net.browser import PROFILE_PREFIX, BrowserManager
+    from phx_images.settings import BrowserSettings
+
+    mark = tmp_path / "slow-once"
+    wrapper = tmp_path / "chromium"
+    wrapper.write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        case "$*" in *remote-debugging*)
+          if [ ! -e {mark} ]; then touch {mark}; sleep 20; fi;;
+        esac
+        exec /usr/bin/chromium "$@"
+        """))
+    wrapper.chmod(0o755)
+    before = {p.name for p in Path("/tmp").glob(PROFILE_PREFIX + "*")}
+
+    async def go() -> tuple[int | None, str | None, str]:
+        manager = BrowserManager(BrowserSettings(executable=str(wrapper)))
+        try:
+            browser = await manager.start()
+            tab = await browser.get("about:blank")
+            ready = await tab.evaluate("document.readyState")
+            return manager.pid, manager.profile_dir, ready
+        finally:
+            await manager.close()
+
+    pid, profile, ready = asyncio.run(go())
+    assert mark.exists() and ready == "complete" and pid is not None
+    assert not _alive(pid, profile)
+    left = {p.name for p in Path("/tmp").glob(PROFILE_PREFIX + "*")} - before
+    assert not left, f"profiles left behind: {left}"
+    slow = subprocess.run(["pgrep", "-f", str(wrapper)], capture_output=True, text=True)
+    assert not slow.stdout.strip(), "the slow first Chromium is still running"

@@ -7,7 +7,6 @@ archival runs at a fixed ``NOW``, and every test checks concrete files, manifest
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,13 +15,13 @@ import pytest
 
 from phx_images.categorize import Category
 from phx_images.gallery import build_gallery
-from phx_images.images import Downloaded, inspect, perceptual_hashes, standardize
+from phx_images.images import inspect, perceptual_hashes, standardize
 from phx_images.settings import ImageSettings, Settings
 from phx_images.store import ImageStore, StoreError, UrlStatus, parse_name
 from phx_images.store.archive import archive_old_photos, last_shown
 from phx_images.store.fs import StoreFS
 from phx_images.store.property import PropertyStore
-from tests.image_helpers import encode, jpeg, moto_server, new_bucket, photo, s3_options
+from tests.image_helpers import as_downloaded, encode, jpeg, photo
 
 S = ImageSettings()
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
@@ -32,28 +31,9 @@ OTHER = "b2c3d4e5"
 SIZE = (640, 427)
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    with moto_server() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> ImageStore:
-    if request.param == "local":
-        return ImageStore(str(tmp_path / "store"))
-    endpoint = request.getfixturevalue("moto_endpoint")
-    return ImageStore(new_bucket(endpoint), s3_options(endpoint))
-
-
-def _download(data: bytes, url: str) -> Downloaded:
-    return Downloaded(url, url, data, hashlib.sha256(data).hexdigest(),
-                      inspect(data, max_pixels=S.max_pixels))
-
-
 def _add(ps: PropertyStore, data: bytes, url: str, source: str = "zillow",
          subject: str = "kitchen", now: datetime = T0):
-    return ps.add_photo(source=source, url=url, downloaded=_download(data, url),
+    return ps.add_photo(source=source, url=url, downloaded=as_downloaded(data, url),
                         standardized=standardize(data, S), hashes=perceptual_hashes(data),
                         category=Category.of(subject, 80), source_photo_id=url[-8:], now=now)
 

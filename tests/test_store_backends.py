@@ -4,46 +4,23 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from phx_images.categorize import Category
-from phx_images.images import Downloaded, inspect, perceptual_hashes, standardize
+from phx_images.images import perceptual_hashes, standardize
 from phx_images.settings import ImageSettings
 from phx_images.store import ImageStore, RunRecord, StoreError, UrlStatus, parse_name
-from tests.image_helpers import jpeg, moto_server, new_bucket, s3_options
+from tests.image_helpers import as_downloaded, jpeg
 
 S = ImageSettings()
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    with moto_server() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> ImageStore:
-    if request.param == "local":
-        return ImageStore(str(tmp_path / "store"))
-    endpoint = request.getfixturevalue("moto_endpoint")
-    return ImageStore(new_bucket(endpoint), s3_options(endpoint))
-
-
-def _download(data: bytes, url: str) -> Downloaded:
-    import hashlib
-
-    return Downloaded(url, url, data, hashlib.sha256(data).hexdigest(),
-                      inspect(data, max_pixels=S.max_pixels))
-
-
 def _add(ps, data: bytes, url: str, source: str = "zillow", subject: str = "kitchen",
          conf: int = 85, now: datetime = T0):
-    return ps.add_photo(source=source, url=url, downloaded=_download(data, url),
+    return ps.add_photo(source=source, url=url, downloaded=as_downloaded(data, url),
                         standardized=standardize(data, S), hashes=perceptual_hashes(data),
                         category=Category.of(subject, conf), source_photo_id=url[-6:],
                         caption=f"<b>{subject}</b>", now=now)

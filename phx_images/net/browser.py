@@ -47,6 +47,7 @@ CHROMIUM_ARGS: tuple[str, ...] = (
     "--disable-dev-shm-usage",
 )
 PROFILE_PREFIX = "phx-chromium-"
+START_ATTEMPTS = 3  # Chromium starts per browser (a slow start is retried, see start())
 _FALLBACK_MAJOR = "124"
 
 
@@ -268,21 +269,32 @@ class BrowserManager:
             major = await _chromium_major(self.settings.executable)
             self.user_agent = chrome_user_agent(major)
             sweep_orphan_profiles()
-            self._profile = tempfile.mkdtemp(prefix=PROFILE_PREFIX)
-            Path(self._profile, OWNER_FILE).write_text(str(os.getpid()))
-            with _live_lock:
-                _live.add(self)
-            try:
-                browser = await nodriver.start(
-                    browser_executable_path=self.settings.executable,
-                    headless=self.settings.headless,
-                    sandbox=False,
-                    user_data_dir=self._profile,
-                    browser_args=[*CHROMIUM_ARGS, f"--user-agent={self.user_agent}"],
-                )
-            except BaseException:
-                self._close_sync()
-                raise
+            for attempt in range(1, START_ATTEMPTS + 1):
+                self._profile = tempfile.mkdtemp(prefix=PROFILE_PREFIX)
+                Path(self._profile, OWNER_FILE).write_text(str(os.getpid()))
+                with _live_lock:
+                    _live.add(self)
+                try:
+                    browser = await nodriver.start(
+                        browser_executable_path=self.settings.executable,
+                        headless=self.settings.headless,
+                        sandbox=False,
+                        user_data_dir=self._profile,
+                        browser_args=[*CHROMIUM_ARGS, f"--user-agent={self.user_agent}"],
+                    )
+                    break
+                except Exception as exc:
+                    # nodriver gives Chromium about 3 s to open its DevTools port; on a
+                    # loaded 2-core worker that is sometimes not enough: start afresh
+                    self._close_sync()
+                    if attempt == START_ATTEMPTS:
+                        raise
+                    log.warning("Chromium did not come up (attempt %d of %d): %s",
+                                attempt, START_ATTEMPTS, redact_text(exc).strip()[:200])
+                    await asyncio.sleep(attempt)
+                except BaseException:
+                    self._close_sync()
+                    raise
             self._browser = browser
             self._pid = getattr(browser, "_process_pid", None)
             log.info("started Chromium pid %s, profile %s", self._pid, self._profile)

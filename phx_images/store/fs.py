@@ -16,7 +16,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import fsspec
@@ -28,6 +28,26 @@ TMP_MARK = ".tmp-"
 
 class StoreError(RuntimeError):
     """A store operation failed; the message names the object (key) and the store."""
+
+
+def _replace_atomically(path: str, fill: Callable[[str], None]) -> None:
+    """Create ``path`` from a temporary file in its folder that ``fill`` writes and syncs,
+    renamed over it, then sync the folder: readers see the old file or the whole new one, and
+    a crash leaves at most a temporary file (named with ``TMP_MARK``, which gc removes)."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}{TMP_MARK}{uuid.uuid4().hex}")
+    try:
+        fill(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 class StoreFS:
@@ -92,24 +112,13 @@ class StoreFS:
         path = self.path(key)
         try:
             if self.local:
-                directory = os.path.dirname(path)
-                os.makedirs(directory, exist_ok=True)
-                tmp = os.path.join(directory, f".{os.path.basename(path)}{TMP_MARK}"
-                                              f"{uuid.uuid4().hex}")
-                try:
+                def fill(tmp: str) -> None:
                     with open(tmp, "wb") as fh:
                         fh.write(data)
                         fh.flush()
                         os.fsync(fh.fileno())
-                    os.replace(tmp, path)
-                finally:
-                    if os.path.exists(tmp):
-                        os.unlink(tmp)
-                dir_fd = os.open(directory, os.O_RDONLY)
-                try:
-                    os.fsync(dir_fd)
-                finally:
-                    os.close(dir_fd)
+
+                _replace_atomically(path, fill)
             else:
                 self.fs.pipe_file(path, data)  # one PUT: atomic on S3
         except Exception as exc:
@@ -171,11 +180,7 @@ class StoreFS:
         src_path, dst_path = self.path(src), self.path(dst)
         try:
             if self.local:
-                directory = os.path.dirname(dst_path)
-                os.makedirs(directory, exist_ok=True)
-                tmp = os.path.join(directory, f".{os.path.basename(dst_path)}{TMP_MARK}"
-                                              f"{uuid.uuid4().hex}")
-                try:
+                def fill(tmp: str) -> None:
                     try:
                         os.link(src_path, tmp)
                     except FileNotFoundError:
@@ -184,15 +189,8 @@ class StoreFS:
                         shutil.copyfile(src_path, tmp)
                         with open(tmp, "rb+") as fh:
                             os.fsync(fh.fileno())
-                    os.replace(tmp, dst_path)
-                finally:
-                    if os.path.exists(tmp):
-                        os.unlink(tmp)
-                dir_fd = os.open(directory, os.O_RDONLY)
-                try:
-                    os.fsync(dir_fd)
-                finally:
-                    os.close(dir_fd)
+
+                _replace_atomically(dst_path, fill)
             else:
                 extra = {"StorageClass": storage_class} if storage_class and self.s3 else {}
                 self.fs.cp_file(src_path, dst_path, **extra)
