@@ -446,10 +446,9 @@ class PhxCollector(Collector):
 def _limit_metrics(limits: list[Any]) -> list[Metric]:
     """Rate limits (``rate:<source>``) and task concurrency (``tag:source:<source>``)."""
     names = set(_policy_names())
-    rps = GaugeMetricFamily("phx_source_rate_limit_rps", "Requests/second ceiling of the "
-                            "source (slot decay of its rate:<source> limit)", labels=["source"])
-    burst = GaugeMetricFamily("phx_source_rate_limit_burst", "Burst (slots) of the source's "
-                              "rate limit", labels=["source"])
+    rps = GaugeMetricFamily("phx_source_rate_limit_rps", "Requests/second admitted to the "
+                            "source across all workers (slot decay of its one-slot "
+                            "rate:<source> limit, kept under the ceiling)", labels=["source"])
     rate_active = GaugeMetricFamily("phx_source_rate_limit_active_slots", "Occupied slots of "
                                     "the source's rate limit (not yet decayed)",
                                     labels=["source"])
@@ -461,13 +460,12 @@ def _limit_metrics(limits: list[Any]) -> list[Metric]:
         if limit.name.startswith(RATE_PREFIX) and limit.name[len(RATE_PREFIX):] in names:
             source = limit.name[len(RATE_PREFIX):]
             rps.add_metric([source], float(limit.slot_decay_per_second or 0))
-            burst.add_metric([source], limit.limit)
             rate_active.add_metric([source], limit.active_slots)
         elif limit.name.startswith(TAG_PREFIX) and limit.name[len(TAG_PREFIX):] in names:
             source = limit.name[len(TAG_PREFIX):]
             tasks.add_metric([source], limit.limit)
             tasks_active.add_metric([source], limit.active_slots)
-    return [rps, burst, rate_active, tasks, tasks_active]
+    return [rps, rate_active, tasks, tasks_active]
 
 
 def _policy_names() -> list[str]:

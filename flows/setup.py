@@ -83,25 +83,36 @@ async def ensure_work_queues(settings: Settings) -> list[str]:
     return lines
 
 
+def cluster_decay(max_rps: float) -> float:
+    """Slot decay of a source's ``rate:`` limit (one slot) so that all workers together stay
+    under the ceiling as the engine defines it: at most ``max(1, floor(max_rps))`` requests
+    in any 1.1 s window. A limit of N slots decaying at r/s admits N + r in a second (a full
+    bucket, then the refill), so the limit has one slot, decaying a little slower than the
+    window allows (1.12 s, not 1.1 s) so that a slot freed exactly at a window's edge is not
+    counted in both windows."""
+    return min(max_rps, max(1, math.floor(max_rps)) / 1.12)
+
+
 async def ensure_limits(settings: Settings) -> list[str]:
-    """Per-source tag limits (concurrent task runs) and rate limits (requests/second ceiling,
-    a global concurrency limit with slot decay), created or updated to the settings."""
+    """Per-source tag limits (concurrent task runs) and rate limits (requests/second ceiling
+    across every worker: a global concurrency limit of one slot with slot decay), created or
+    updated to the settings. Bursts are the engine's business, within one process."""
     done: list[str] = []
     async with get_client() as client:
         for name in SOURCE_NAMES:
             source = settings.source(name)
             cdn = asset_source_name(name)
-            for key, concurrency, rps, burst in (
-                (name, source.max_concurrency, source.max_rps, source.burst),
-                (cdn, source.asset_max_concurrency, source.asset_max_rps, max(2, source.burst)),
+            for key, concurrency, rps in (
+                (name, source.max_concurrency, source.max_rps),
+                (cdn, source.asset_max_concurrency, source.asset_max_rps),
             ):
+                decay = cluster_decay(rps)
                 await client.create_concurrency_limit(tag=source_tag(key),
                                                       concurrency_limit=concurrency)
                 await client.upsert_global_concurrency_limit_by_name(
-                    rate_limit_name(key), limit=max(1, math.floor(burst)),
-                    slot_decay_per_second=rps,
-                )
-                done.append(f"{source_tag(key)}={concurrency} {rate_limit_name(key)}={rps}/s")
+                    rate_limit_name(key), limit=1, slot_decay_per_second=decay)
+                done.append(f"{source_tag(key)}={concurrency} "
+                            f"{rate_limit_name(key)}={decay:.3g}/s (ceiling {rps}/s)")
     return done
 
 

@@ -224,9 +224,10 @@ def test_exporter_reports_prefect_policy_and_store(phx: PhxStack, store_dir: Pat
         assert "phx-breaker-redfin unreadable" in text
         assert "phx-breaker-phoenixmls-cdn unreadable" in text
         # limits as `phx-images setup` created them from the PHX_ settings
-        assert value(m, "phx_source_rate_limit_rps", source="zillow") == 2.5
-        assert value(m, "phx_source_rate_limit_burst", source="zillow") == 3
-        assert value(m, "phx_source_rate_limit_rps", source="zillow-cdn") == 6.0
+        # one slot decaying so that no 1.1 s window holds more than floor(max_rps) requests
+        assert value(m, "phx_source_rate_limit_rps", source="zillow") == pytest.approx(2 / 1.12)
+        assert value(m, "phx_source_rate_limit_rps", source="zillow-cdn") == pytest.approx(
+            6 / 1.12)
         assert value(m, "phx_source_rate_limit_active_slots", source="zillow") == 0
         assert value(m, "phx_source_concurrency_limit", source="redfin") == 5
         assert value(m, "phx_source_concurrency_active", source="redfin") == 2
