@@ -42,9 +42,6 @@ QUERY_LIMIT = 200  # Prefect's default page; we never ask for more in one call
 MAX_RECORDS_PER_SCRAPE = 2000  # new run-record files read per scrape; the rest next time
 STATE_TYPES = ("scheduled", "pending", "running", "completed", "failed", "cancelled",
                "crashed", "paused", "cancelling")
-BREAKER_PREFIX = "phx-breaker-"
-RATE_PREFIX = "rate:"
-TAG_PREFIX = "tag:source:"
 
 
 @dataclass(frozen=True)
@@ -300,15 +297,17 @@ class PhxCollector(Collector):
         """Every known source closed unless its ``phx-breaker-<source>`` variable says
         otherwise; one filter query for all. A garbled variable is logged by name and its
         source left out (an unknown state must not read as closed)."""
+        from flows.policy_state import breaker_variable
         from phx_images.net.breaker import BreakerRecord
 
         out = {name: (False, 0) for name in _policy_names()}
+        by_variable = {breaker_variable(source): source for source in out}
         response = await client.request("POST", "/variables/filter", json={
-            "variables": {"name": {"like_": BREAKER_PREFIX}}, "limit": QUERY_LIMIT})
+            "variables": {"name": {"like_": breaker_variable("")}}, "limit": QUERY_LIMIT})
         for variable in response.json():
             name = str(variable.get("name", ""))
-            source = name.removeprefix(BREAKER_PREFIX)
-            if not name.startswith(BREAKER_PREFIX) or source not in out:
+            source = by_variable.get(name)
+            if source is None:
                 continue
             try:
                 record = BreakerRecord.from_json(variable.get("value"))
@@ -445,7 +444,12 @@ class PhxCollector(Collector):
 
 def _limit_metrics(limits: list[Any]) -> list[Metric]:
     """Rate limits (``rate:<source>``) and task concurrency (``tag:source:<source>``)."""
-    names = set(_policy_names())
+    from flows.policy_state import rate_limit_name
+    from tasks.discover import source_tag
+
+    names = _policy_names()
+    rate_limits = {rate_limit_name(source): source for source in names}
+    tag_limits = {f"tag:{source_tag(source)}": source for source in names}  # Prefect's naming
     rps = GaugeMetricFamily("phx_source_rate_limit_rps", "Requests/second admitted to the "
                             "source across all workers (slot decay of its one-slot "
                             "rate:<source> limit, kept under the ceiling)", labels=["source"])
@@ -457,12 +461,10 @@ def _limit_metrics(limits: list[Any]) -> list[Metric]:
     tasks_active = GaugeMetricFamily("phx_source_concurrency_active", "Task runs holding a "
                                      "slot of the source's tag limit", labels=["source"])
     for limit in sorted(limits, key=lambda x: x.name):
-        if limit.name.startswith(RATE_PREFIX) and limit.name[len(RATE_PREFIX):] in names:
-            source = limit.name[len(RATE_PREFIX):]
+        if source := rate_limits.get(limit.name):
             rps.add_metric([source], float(limit.slot_decay_per_second or 0))
             rate_active.add_metric([source], limit.active_slots)
-        elif limit.name.startswith(TAG_PREFIX) and limit.name[len(TAG_PREFIX):] in names:
-            source = limit.name[len(TAG_PREFIX):]
+        elif source := tag_limits.get(limit.name):
             tasks.add_metric([source], limit.limit)
             tasks_active.add_metric([source], limit.active_slots)
     return [rps, rate_active, tasks, tasks_active]

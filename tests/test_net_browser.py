@@ -240,5 +240,13 @@ def test_a_slow_chromium_start_is_retried_and_leaves_nothing(tmp_path: Path) -> 
     assert not _alive(pid, profile)
     left = {p.name for p in Path("/tmp").glob(PROFILE_PREFIX + "*")} - before
     assert not left, f"profiles left behind: {left}"
-    slow = subprocess.run(["pgrep", "-f", str(wrapper)], capture_output=True, text=True)
-    assert not slow.stdout.strip(), "the slow first Chromium is still running"
+    still = [entry.name for entry in Path("/proc").iterdir() if entry.name.isdigit()
+             and str(wrapper).encode() in _cmdline(entry)]
+    assert not still, f"the slow first Chromium is still running: {still}"
+
+
+def _cmdline(proc_dir: Path) -> bytes:
+    try:
+        return (proc_dir / "cmdline").read_bytes()
+    except OSError:
+        return b""

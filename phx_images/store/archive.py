@@ -258,7 +258,7 @@ def archive_old_photos(
                 all_read = False
                 continue
             if manifest is not None:
-                live_blobs |= {store.blob_key(p.blob_sha, p.ext) for p in manifest.photos}
+                live_blobs |= _blobs(store, manifest.photos)
             continue
         errors: list[str] = []
         try:
