@@ -60,8 +60,11 @@ def zombie_automation(after_s: float) -> AutomationCore:
             threshold=1,
             within=timedelta(seconds=after_s),
         ),
+        # Not forced: orchestration then refuses it for a run that already ended. The
+        # trigger can miss a run's last event (the server drops events it fails to record
+        # under load) and would otherwise turn a finished or cancelled run into a crash.
         actions=[ChangeFlowRunState(
-            state=StateType.CRASHED, force=True,
+            state=StateType.CRASHED,
             message=f"no heartbeat for {after_s:.0f} s: the process running it is gone",
         )],
     )

@@ -84,3 +84,20 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> ImageStore:
         return ImageStore(str(tmp_path / "store"))
     endpoint = request.getfixturevalue("moto_endpoint")
     return ImageStore(new_bucket(endpoint), s3_options(endpoint))
+
+
+LOG_TAIL_LINES = 60
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """A failed test that ran on a Prefect stack carries the tail of the stack's server and
+    worker logs in its report, so a failure in CI, where only pytest's output survives,
+    shows what the server and the flow runs were doing."""
+    report = yield
+    stack = getattr(item, "funcargs", {}).get("phx")
+    if report.failed and call.when == "call" and stack is not None:
+        for log in sorted(stack.stack.home.glob("*.log")):
+            lines = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+            report.sections.append((f"{log.name} (last {len(lines)} lines)", "\n".join(lines)))
+    return report

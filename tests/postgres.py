@@ -1,4 +1,4 @@
-"""A throw-away PostgreSQL server for the multi-machine tests (Debian's postgresql package).
+"""A throw-away PostgreSQL server for the Prefect tests (Debian's postgresql package).
 
 Started in a temporary data directory on an ephemeral port, as the ``postgres`` system user
 (the server refuses to run as root), with a database for Prefect and the ``pg_trgm``
@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from flows.stack import free_port
+
+POSTGRES_INSTALLED = bool(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
 
 
 def _bin(name: str) -> str:

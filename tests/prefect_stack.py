@@ -126,9 +126,25 @@ class PhxStack:
         return self.api("POST", "/flow_runs/filter", {
             "flow_runs": {"parent_flow_run_id": {"any_": [run_id]}}, "limit": 200})
 
-    def task_runs(self, flow_run_ids: list[str]) -> list[dict[str, Any]]:
-        return self.api("POST", "/task_runs/filter", {
-            "flow_runs": {"id": {"any_": flow_run_ids}}, "limit": 200})
+    def task_runs(self, flow_run_ids: list[str], name_prefix: str, count: int,
+                  timeout_s: float = 60) -> list[dict[str, Any]]:
+        """The task runs of these flow runs whose name starts with ``name_prefix``, once
+        ``count`` of them are recorded in a final state (or the timeout passes).
+
+        Task runs reach the API through the server's event pipeline (its task-run recorder
+        consumes the engine's state events in batches), so a moment after their flow run has
+        ended some may not be there yet, or not in their last state."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            runs = [t for t in self.api("POST", "/task_runs/filter", {
+                "flow_runs": {"id": {"any_": flow_run_ids}},
+                "task_runs": {"name": {"like_": name_prefix}}, "limit": 200})
+                if t["name"].startswith(name_prefix)]
+            final = [t for t in runs if t["state_type"] in (
+                "COMPLETED", "FAILED", "CANCELLED", "CRASHED")]
+            if len(final) >= count or time.monotonic() > deadline:
+                return runs
+            time.sleep(1)
 
     def scheduled_runs(self, deployment: str, timeout_s: float = 120) -> list[dict[str, Any]]:
         """The Scheduled runs the server's scheduler created for ``deployment`` (waits for

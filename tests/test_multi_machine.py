@@ -8,19 +8,18 @@ would on another machine.
 
 from __future__ import annotations
 
-import glob
 import json
 from pathlib import Path
 
 import pytest
 
 from tests.image_helpers import moto_server
-from tests.postgres import postgres_server
+from tests.postgres import POSTGRES_INSTALLED, postgres_server
 from tests.prefect_stack import PhxStack, copy_project
 
 pytestmark = [
     pytest.mark.prefect, pytest.mark.slow, pytest.mark.multimachine,
-    pytest.mark.skipif(not glob.glob("/usr/lib/postgresql/*/bin/postgres"),
+    pytest.mark.skipif(not POSTGRES_INSTALLED,
                        reason="PostgreSQL not installed: `make test` installs it "
                        "(scripts/setup.sh --postgres)"),
 ]
