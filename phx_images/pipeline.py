@@ -79,6 +79,9 @@ class PhotoFetch(BaseModel):
             raise PhotoFetchFailed(f"{self.source} {self.url}: {self.reason}")
 
 
+LOST_FILES = "its stored files are gone; downloaded again on the next run"
+
+
 def known_fetch(photo: PhotoRef) -> PhotoFetch:
     """The result for a photo the property already has stored: nothing to download."""
     return PhotoFetch(source=photo.source, source_photo_id=photo.source_photo_id,
@@ -327,10 +330,15 @@ class Engine:
                 pstore.commit()
             src = report.sources[fetch.source]
             if fetch.known:
-                pstore.mark_seen(fetch.source, fetch.url,
-                                 source_photo_id=fetch.source_photo_id, caption=fetch.caption)
-                src.known += 1
-                report.reused += 1
+                if pstore.mark_seen(fetch.source, fetch.url,
+                                    source_photo_id=fetch.source_photo_id,
+                                    caption=fetch.caption):
+                    src.known += 1
+                    report.reused += 1
+                else:  # an archived photo whose archive copy and blob were both deleted
+                    src.failed += 1
+                    src.failures.append(f"{fetch.source_photo_id}: {LOST_FILES}")
+                    report.failed_photos += 1
                 continue
             if not fetch.ok or fetch.blob_sha is None or fetch.ext is None:
                 pstore.reject_url(fetch.source, fetch.url, fetch.reason or "not fetched")

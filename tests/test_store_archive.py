@@ -635,7 +635,7 @@ def test_pipeline_integration_restores_a_reseen_photo(tmp_path: Path) -> None:
     from phx_images.categorize.captions import CaptionCategorizer
     from phx_images.images.hashing import to_hex
     from phx_images.models import Listing, ListingStatus, PhotoRef
-    from phx_images.pipeline import Engine, PhotoFetch
+    from phx_images.pipeline import LOST_FILES, Engine, PhotoFetch, known_fetch
     from phx_images.properties import from_addresses
     from phx_images.store.models import utcnow
 
@@ -686,6 +686,23 @@ def test_pipeline_integration_restores_a_reseen_photo(tmp_path: Path) -> None:
     assert not store.fs.exists(f"archive/{prop.property_hash}/{photo1.name}")
     page = store.fs.read_bytes(f"processed/{prop.property_hash}/index.html").decode()
     assert photo1.id in page and "2 photos" in page
+    _check_consistent(store, prop.property_hash)
+
+    # Archived again, then both its archive copy and its blob are deleted behind our back.
+    # The next run sees the URL as stored (no fetch task) but cannot restore it: it says so
+    # instead of counting it as reused, and the run after downloads it again.
+    run([2], [])
+    archive_old_photos(store, older_than_days=90, now=utcnow() + timedelta(days=91))
+    store.fs.delete(f"archive/{prop.property_hash}/{photo1.name}")
+    store.fs.delete(store.blob_key(photo1.blob_sha, photo1.ext))
+    assert urls[1] in asyncio.run(engine.stored_urls(prop.property_hash))
+    lost = run([1, 2], [known_fetch(PhotoRef(source="zillow", source_photo_id="1",
+                                             best_url=urls[1]))])
+    assert (lost.reused, lost.failed_photos) == (0, 1)
+    assert lost.sources["zillow"].failures == [f"1: {LOST_FILES}"]
+    assert urls[1] not in asyncio.run(engine.stored_urls(prop.property_hash))
+    again = run([1, 2], [fetch(1)])
+    assert (again.new, again.photos_total) == (1, 2)
     _check_consistent(store, prop.property_hash)
 
 
