@@ -13,6 +13,7 @@ import os
 import socket
 
 from prefect import flow, get_run_logger
+from prefect.results import aresolve_result_storage
 from prefect.runtime import flow_run
 
 from flows.engine import current_engine, run_engine
@@ -40,6 +41,8 @@ async def _fetch_all(prop: Property, photos: list[PhotoRef], fresh: bool) -> lis
     orchestration = engine.settings.orchestration
     gate = asyncio.Semaphore(orchestration.download_concurrency)
     stored: set[str] = set() if fresh else await engine.stored_urls(prop.property_hash)
+    # Loaded once here: given the block's name, every task run would load it from the API.
+    storage = await aresolve_result_storage(orchestration.result_storage_block)
 
     async def one(photo: PhotoRef) -> PhotoFetch:
         if photo.best_url in stored:
@@ -47,7 +50,7 @@ async def _fetch_all(prop: Property, photos: list[PhotoRef], fresh: bool) -> lis
         task = fetch_task(
             photo.source,
             stale_after_days=engine.settings.images.stale_after_days,
-            result_storage=orchestration.result_storage_block,
+            result_storage=storage,
             fresh=fresh,
         )
         async with gate:

@@ -14,6 +14,7 @@ from typing import Any
 
 from prefect import task
 from prefect.context import TaskRunContext
+from prefect.filesystems import WritableFileSystem
 
 from flows.engine import current_engine
 from phx_images.models import PhotoRef
@@ -38,7 +39,8 @@ async def fetch_photo(photo: PhotoRef, property_hash: str) -> PhotoFetch:
     return result
 
 
-def fetch_task(source: str, *, stale_after_days: int, result_storage: str, fresh: bool):
+def fetch_task(source: str, *, stale_after_days: int, result_storage: WritableFileSystem,
+               fresh: bool):
     """The fetch task for ``source``: its concurrency tag, shared result storage and expiry;
     ``fresh`` refreshes the cache instead of reading it."""
     return fetch_photo.with_options(

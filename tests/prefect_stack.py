@@ -146,6 +146,21 @@ class PhxStack:
                 return runs
             time.sleep(1)
 
+    def event_count(self, name: str, related_to: str, settle_s: float = 3,
+                    timeout_s: float = 60) -> int:
+        """How many ``name`` events name ``related_to`` among their related resources, read
+        once the first has arrived and then ``settle_s`` more seconds passed (the server
+        records events asynchronously). 0 after ``timeout_s`` without any."""
+        body = {"filter": {"event": {"name": [name]}, "related": {"id": [related_to]}},
+                "limit": 1}
+        deadline = time.monotonic() + timeout_s
+        while not self.api("POST", "/events/filter", body)["total"]:
+            if time.monotonic() > deadline:
+                return 0
+            time.sleep(1)
+        time.sleep(settle_s)
+        return self.api("POST", "/events/filter", body)["total"]
+
     def scheduled_runs(self, deployment: str, timeout_s: float = 120) -> list[dict[str, Any]]:
         """The Scheduled runs the server's scheduler created for ``deployment`` (waits for
         the scheduler service's first pass)."""

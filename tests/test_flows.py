@@ -126,6 +126,10 @@ def test_deployment_run_completes_and_caches_across_runs(phx: PhxStack, sim: obj
     artifacts = phx.artifacts(run_id)
     assert artifacts["extraction-progress"]["data"] == pytest.approx(100.0)
     assert "extraction-results" in artifacts and "extraction-summary" in artifacts
+    # the result storage block is loaded once per property, not by each of its photo tasks
+    for child in children:
+        assert 1 <= phx.event_count("prefect.block.local-file-system.loaded",
+                                    f"prefect.flow-run.{child['id']}") <= 2
 
     # per-source ceilings held (the simulator counts what it received)
     stats = sim.stats()  # type: ignore[attr-defined]
