@@ -41,6 +41,8 @@ async def _fetch_all(prop: Property, photos: list[PhotoRef], fresh: bool) -> lis
     orchestration = engine.settings.orchestration
     gate = asyncio.Semaphore(orchestration.download_concurrency)
     stored: set[str] = set() if fresh else await engine.stored_urls(prop.property_hash)
+    if all(photo.best_url in stored for photo in photos):
+        return [known_fetch(photo) for photo in photos]
     # Loaded once here: given the block's name, every task run would load it from the API.
     storage = await aresolve_result_storage(orchestration.result_storage_block)
 

@@ -19,11 +19,16 @@ from pathlib import Path
 
 from flows.stack import free_port
 
-POSTGRES_INSTALLED = bool(glob.glob("/usr/lib/postgresql/*/bin/postgres"))
+
+def _installed(name: str) -> list[str]:
+    return sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+
+
+POSTGRES_INSTALLED = bool(_installed("postgres"))
 
 
 def _bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    found = _installed(name)
     if not found:
         raise RuntimeError("PostgreSQL is not installed: run `scripts/setup.sh --postgres` "
                            "(make test does)")

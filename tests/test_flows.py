@@ -68,9 +68,9 @@ def database_url() -> Iterator[str | None]:
     """The server's database: PostgreSQL when it is installed (``make test`` installs it),
     else the embedded SQLite.
 
-    On SQLite, Prefect 3.8's server now and then holds its write lock until another of its
-    own writers gives up after SQLite's 60 s busy timeout (seen in CI: every API write,
-    cancels included, waited a minute). These tests time cancels and crashes in seconds, so
+    On SQLite, Prefect 3.8's server now and then stops writing for SQLite's 60 s busy
+    timeout (seen in CI: every API write, cancels included, waited a minute; the stall ends
+    with "database is locked" errors). These tests time cancels and crashes in seconds, so
     they run where the multi-machine profile runs; ``make demo`` keeps exercising SQLite."""
     if not POSTGRES_INSTALLED:
         yield None
