@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 STORE_BLOCK = "phx-store"
 PROXY_BLOCK = "phx-proxies"
 ASSESSOR_TOKEN_BLOCK = "assessor-token"
+DATABASE_URL_BLOCK = "phx-database-url"
 SIM_ORIGINS_VARIABLE = "phx-allow-private-origins"
 RESULT_STORAGE_VARIABLE = "phx-result-storage-block"
 
@@ -49,6 +50,9 @@ async def load_run_settings() -> Settings:
         updates["assessor"] = base.model_copy(  # type: ignore[union-attr]
             update={"token": SecretStr(str(token.get()))}
         )
+    database = await _load(Secret, DATABASE_URL_BLOCK)
+    if isinstance(database, Secret):  # the request ledger every worker must share
+        updates["database_url"] = SecretStr(str(database.get()))
     proxies = await _load(ProxyPool, PROXY_BLOCK)
     if isinstance(proxies, ProxyPool) and proxies.proxies:
         updates["proxies"] = list(proxies.proxies)

@@ -6,10 +6,14 @@ asks the API a bounded set of questions (aggregate endpoints such as ``/flow_run
 ``/flow_runs/history``, filters with limit <= 200), so the cost of a scrape does not grow with
 the number of runs. The one piece of state is the run-record tally: the store's
 ``runs/*.json`` are append-only, so each file is parsed once and only new files are read later.
+The request rates in force come from the request ledger (the ``phx_pace`` table of the
+project's database, ``phx_images/net/ledger_sql.py``): one small ``SELECT`` per scrape.
 
 A scrape never raises: a Prefect section that fails is left out, ``phx_up`` becomes 0 and the
-reason is logged once (when it changes, not on every scrape). Labels carry names only (flows,
-workers, sources), never URLs or tokens; log lines go through the policy layer's redaction.
+reason is logged once (when it changes, not on every scrape); the store and the ledger have
+their own ``phx_store_up`` / ``phx_ledger_up``. Labels carry names only (flows, workers,
+sources), never URLs or tokens; log lines go through the policy layer's redaction, and the
+database URL (it may hold a password) is never logged.
 """
 
 from __future__ import annotations
@@ -24,14 +28,16 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from phx_images.net.redact import get_logger, redact_text
+from phx_images.net.redact import get_logger, redact_text, register_secret
 
 if TYPE_CHECKING:
+    from phx_images.net.ratelimit import PaceRow
     from phx_images.settings import Settings
     from phx_images.store import ImageStore
 
@@ -40,6 +46,7 @@ log = get_logger(__name__)
 DEFAULT_PORT = 9464  # the exporter port commonly left free for custom exporters
 QUERY_LIMIT = 200  # Prefect's default page; we never ask for more in one call
 MAX_RECORDS_PER_SCRAPE = 2000  # new run-record files read per scrape; the rest next time
+LEDGER_TIMEOUT_S = 1.0  # a ledger read is one SELECT; with Prefect's 8 s, under 10 s in all
 STATE_TYPES = ("scheduled", "pending", "running", "completed", "failed", "cancelled",
                "crashed", "paused", "cancelling")
 
@@ -142,6 +149,7 @@ class PhxCollector(Collector):
             except Exception as exc:  # a bug here must not turn into an HTTP 500
                 view = PrefectView(problems={"prefect": _why(exc)})
             metrics = list(self._prefect_metrics(view))
+            metrics += self._ledger_metrics()
             metrics += self._store_metrics()
             self._report(view.problems)
             up = GaugeMetricFamily("phx_up", "1 if every Prefect API query of this scrape "
@@ -383,6 +391,48 @@ class PhxCollector(Collector):
         if view.limits is not None:
             yield from _limit_metrics(view.limits)
 
+    # ---- request ledger ------------------------------------------------------------------
+    def _ledger_metrics(self) -> list[Metric]:
+        """Per policy name: the configured ceiling, the rate in force (a throttle halves it,
+        then it climbs back) and the Retry-After pause left. A ledger that cannot be read is
+        logged once and its gauges left out (an unknown rate must not read as the ceiling);
+        the ceilings are still reported."""
+        from phx_images.net.ratelimit import PaceRow, effective_rate
+        from phx_images.settings import Settings
+
+        up = GaugeMetricFamily("phx_ledger_up", "1 if the request ledger (the project's "
+                               "database) could be read in this scrape")
+        ceiling = GaugeMetricFamily("phx_source_rate_ceiling_rps", "Configured ceiling, "
+                                    "requests/second to the source across all workers "
+                                    "(max_rps; asset_max_rps for a -cdn)", labels=["source"])
+        rps = GaugeMetricFamily("phx_source_rate_limit_rps", "Requests/second in force for "
+                                "the source across all workers: the ceiling, or less after a "
+                                "throttle (429/503) while it climbs back", labels=["source"])
+        paused = GaugeMetricFamily("phx_source_paused_seconds", "Seconds left of a "
+                                   "Retry-After pause of the source (0: not paused)",
+                                   labels=["source"])
+        url = ""
+        try:
+            settings = self._settings or Settings()
+            url = settings.database()
+            ceilings = {name: _ceiling(settings, name) for name in _policy_names()}
+            for name, value in ceilings.items():
+                ceiling.add_metric([name], value)
+            rows = asyncio.run(_read_ledger(url, LEDGER_TIMEOUT_S))
+        except Exception as exc:
+            self._log_once("ledger", f"request ledger unreadable: {_why(exc, hide=url)}")
+            up.add_metric([], 0.0)
+            return [up, ceiling]
+        if self._logged.pop("ledger", None) is not None:
+            log.info("request ledger recovered")
+        up.add_metric([], 1.0)
+        now = time.time()  # the ledger's clock (SQLite's is this machine's)
+        for name, value in ceilings.items():
+            row = rows.get(name, PaceRow())
+            rps.add_metric([name], effective_rate(row, now, value))
+            paused.add_metric([name], max(0.0, row.paused_until - now))
+        return [up, ceiling, rps, paused]
+
     # ---- store ---------------------------------------------------------------------------
     def _store_metrics(self) -> list[Metric]:
         from phx_images.settings import Settings
@@ -443,31 +493,62 @@ class PhxCollector(Collector):
 
 
 def _limit_metrics(limits: list[Any]) -> list[Metric]:
-    """Rate limits (``rate:<source>``) and task concurrency (``tag:source:<source>``)."""
-    from flows.policy_state import rate_limit_name
+    """Task concurrency per source (Prefect's tag limits ``tag:source:<source>``)."""
     from tasks.discover import source_tag
 
-    names = _policy_names()
-    rate_limits = {rate_limit_name(source): source for source in names}
-    tag_limits = {f"tag:{source_tag(source)}": source for source in names}  # Prefect's naming
-    rps = GaugeMetricFamily("phx_source_rate_limit_rps", "Requests/second admitted to the "
-                            "source across all workers (slot decay of its one-slot "
-                            "rate:<source> limit, kept under the ceiling)", labels=["source"])
-    rate_active = GaugeMetricFamily("phx_source_rate_limit_active_slots", "Occupied slots of "
-                                    "the source's rate limit (not yet decayed)",
-                                    labels=["source"])
+    tag_limits = {f"tag:{source_tag(source)}": source  # Prefect's naming
+                  for source in _policy_names()}
     tasks = GaugeMetricFamily("phx_source_concurrency_limit", "Concurrent task runs allowed "
                               "against the source (tag:source:<source>)", labels=["source"])
     tasks_active = GaugeMetricFamily("phx_source_concurrency_active", "Task runs holding a "
                                      "slot of the source's tag limit", labels=["source"])
     for limit in sorted(limits, key=lambda x: x.name):
-        if source := rate_limits.get(limit.name):
-            rps.add_metric([source], float(limit.slot_decay_per_second or 0))
-            rate_active.add_metric([source], limit.active_slots)
-        elif source := tag_limits.get(limit.name):
+        if source := tag_limits.get(limit.name):
             tasks.add_metric([source], limit.limit)
             tasks_active.add_metric([source], limit.active_slots)
-    return [rps, rate_active, tasks, tasks_active]
+    return [tasks, tasks_active]
+
+
+async def _read_ledger(url: str, timeout_s: float) -> dict[str, PaceRow]:
+    """Every row of the request ledger at ``url``, within ``timeout_s``. A SQLite file that
+    does not exist is an empty ledger (nothing throttled yet) and is not created: the
+    exporter only reads."""
+    from sqlalchemy.engine import make_url
+
+    from phx_images.net.ledger_sql import SqlLedger
+
+    parsed = make_url(url)
+    if parsed.password:  # whatever an error message quotes, the password is masked
+        register_secret(parsed.password)
+    if parsed.get_backend_name() == "sqlite":
+        path = parsed.database or ""
+        if path in ("", ":memory:") or not Path(path).is_file():
+            return {}
+    ledger = SqlLedger(url)
+
+    async def read() -> dict[str, PaceRow]:
+        try:
+            return await ledger.rows()
+        finally:
+            await asyncio.wait_for(ledger.aclose(), 0.5)
+
+    try:
+        return await asyncio.wait_for(read(), timeout_s)
+    except TimeoutError:
+        raise TimeoutError(f"no answer within {timeout_s:g}s") from None
+
+
+def _ceiling(settings: Settings, name: str) -> float:
+    """The configured ceiling of a policy name: ``max_rps``, or ``asset_max_rps`` for a CDN."""
+    from phx_images.net.client import asset_source_name
+    from phx_images.settings import SOURCE_NAMES
+
+    for source in SOURCE_NAMES:
+        if name == source:
+            return settings.source(source).max_rps
+        if name == asset_source_name(source):
+            return settings.source(source).asset_max_rps
+    raise KeyError(name)
 
 
 def _policy_names() -> list[str]:
@@ -478,9 +559,13 @@ def _policy_names() -> list[str]:
     return [n for s in SOURCE_NAMES for n in (s, asset_source_name(s))]
 
 
-def _why(exc: BaseException) -> str:
-    """An exception as one redacted line (its text may carry URLs)."""
-    text = str(exc).splitlines()[0][:300] if str(exc) else ""
+def _why(exc: BaseException, hide: str = "") -> str:
+    """An exception as one redacted line (its text may carry URLs); ``hide`` (the database
+    URL) is cut out wherever the text quotes it."""
+    text = str(exc)
+    if hide:
+        text = text.replace(hide, "<database url>")
+    text = text.splitlines()[0][:300] if text else ""
     return redact_text(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
 

@@ -1,10 +1,11 @@
-"""Policy state shared across workers and machines through the Prefect server.
+"""Policy state shared across workers and machines.
 
-The engine's policy layer keeps rate and breaker state behind ``PolicyState``. In a flow run:
-- the request rate of each source is bounded across every worker by a Prefect global
-  concurrency limit ``rate:<source>`` with slot decay (created by ``phx-images setup``), taken
-  with ``strict=True`` so a missing limit fails loudly instead of running unlimited; the
-  engine's own adaptive limiter still slows this process further on 429/503;
+The engine's policy layer keeps request slots and breaker records behind ``PolicyState``. In a
+flow run:
+- request slots come from the request ledger in the project's database (``PHX_DATABASE_URL``:
+  SQLite on one machine, PostgreSQL on several; ``phx_images/net/ledger_sql.py``), so each
+  source's ceiling holds across every worker with one database write per batch of requests
+  and no Prefect API call per request; a throttle seen by one worker slows them all;
 - circuit-breaker records live in Prefect variables ``phx-breaker-<source>``, so a breaker opened
   by one worker is seen by all; reads are cached for a couple of seconds to keep API traffic low.
 """
@@ -14,17 +15,13 @@ from __future__ import annotations
 import contextlib
 import time
 
-from prefect.concurrency.asyncio import rate_limit
 from prefect.variables import Variable
 
+from phx_images.net.ledger_sql import SqlLedger
 from phx_images.net.state import BreakerRecord, MemoryPolicyState, StaleRecord
 from phx_images.settings import Settings
 
 BREAKER_CACHE_S = 2.0
-
-
-def rate_limit_name(source: str) -> str:
-    return f"rate:{source}"
 
 
 def breaker_variable(source: str) -> str:
@@ -32,16 +29,12 @@ def breaker_variable(source: str) -> str:
 
 
 class PrefectPolicyState(MemoryPolicyState):
-    """Local adaptive spacing (inherited) plus the cluster-wide ceiling and shared breakers."""
+    """Slots from the shared ledger plus breakers shared through Prefect variables."""
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__()
+        super().__init__(ledger=SqlLedger(settings.database()))
         self._settings = settings
         self._breakers: dict[str, tuple[float, BreakerRecord]] = {}
-
-    async def acquire(self, source: str, rate: float) -> None:
-        await super().acquire(source, rate)
-        await rate_limit(rate_limit_name(source), strict=True)
 
     async def breaker_get(self, source: str) -> BreakerRecord:
         cached = self._breakers.get(source)

@@ -1,9 +1,11 @@
 """The child flow: extract a small batch of properties on whichever worker picks it up.
 
 The parent submits one run of this flow's deployment per batch, so the work pool spreads
-properties over every worker on every machine. Within a run the properties go one after
-another (the browser is reused between them) while each property's sources and photos run
-concurrently, bounded by the per-source tag limits and ``download_concurrency``.
+properties over every worker on every machine. Within a run ``property_concurrency``
+properties go at once on one browser (started once per run, not per property); each
+property's sources run side by side, each fetching its photos as soon as its listing is
+found, bounded by the per-source tag limits, ``download_concurrency`` and, for every request,
+the shared request ledger.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import socket
 
 from prefect import flow, get_run_logger
+from prefect.filesystems import WritableFileSystem
 from prefect.results import aresolve_result_storage
 from prefect.runtime import flow_run
 
@@ -21,7 +24,7 @@ from flows.params import ExtractMode, SourceName
 from phx_images.models import Listing, ListingStatus, PhotoRef, Property
 from phx_images.pipeline import PhotoFetch, PropertyReport, failed_fetch, known_fetch
 from tasks.discover import discover_on
-from tasks.photos import fetch_task
+from tasks.photos import fetch_task, usable
 from tasks.store import store_property
 
 
@@ -30,59 +33,80 @@ def worker_name() -> str:
     return os.environ.get("PHX_WORKER_NAME") or f"{socket.gethostname()}:{os.getppid()}"
 
 
-async def _fetch_all(prop: Property, photos: list[PhotoRef], fresh: bool) -> list[PhotoFetch]:
-    """Fetch tasks for the photos this property has not stored yet; stored ones cost nothing.
+_STORAGE: dict[str, WritableFileSystem] = {}
 
-    A cache hit costs a task run's worth of API calls, so photos the property's manifest
-    already lists skip the task altogether; the URL-keyed cache then serves what was fetched
-    but never integrated (a cancelled run), photos shared with another property, and workers
-    whose store lost a manifest."""
+
+async def _result_storage(slug: str) -> WritableFileSystem:
+    """The download cache's storage, loaded from the API once per process: given the block's
+    name instead, every task run would load it again."""
+    if slug not in _STORAGE:
+        storage = await aresolve_result_storage(slug)
+        assert isinstance(storage, WritableFileSystem)
+        _STORAGE[slug] = storage
+    return _STORAGE[slug]
+
+
+async def fetch_source(prop: Property, listing: Listing, *, fresh: bool,
+                       stored: set[str]) -> list[PhotoFetch]:
+    """One source's photos of one property: those the property has stored cost nothing, the
+    rest go to one batch task. A cached batch is checked: a photo that failed then, or whose
+    blob this store no longer has, is fetched again in a batch that skips the cache."""
     engine = current_engine()
-    orchestration = engine.settings.orchestration
-    gate = asyncio.Semaphore(orchestration.download_concurrency)
-    stored: set[str] = set() if fresh else await engine.stored_urls(prop.property_hash)
-    if all(photo.best_url in stored for photo in photos):
-        return [known_fetch(photo) for photo in photos]
-    # Loaded once here: given the block's name, every task run would load it from the API.
-    storage = await aresolve_result_storage(orchestration.result_storage_block)
+    known = [known_fetch(p) for p in listing.photos if p.best_url in stored]
+    wanted = [p for p in listing.photos if p.best_url not in stored]
+    if not wanted:
+        return known
+    settings = engine.settings
+    storage = await _result_storage(settings.orchestration.result_storage_block)
 
-    async def one(photo: PhotoRef) -> PhotoFetch:
-        if photo.best_url in stored:
-            return known_fetch(photo)
-        task = fetch_task(
-            photo.source,
-            stale_after_days=engine.settings.images.stale_after_days,
-            result_storage=storage,
-            fresh=fresh,
-        )
-        async with gate:
-            state = await task(photo, prop.property_hash, return_state=True)
-        if state.is_completed():
-            result: PhotoFetch = await state.result()
-            # a cache hit downloaded nothing now: say so in the counts
-            return result.model_copy(update={"cached": state.name == "Cached"})
-        return failed_fetch(photo, state.message or "fetch failed")
+    async def run(photos: list[PhotoRef], refresh: bool) -> tuple[list[PhotoFetch], bool]:
+        task = fetch_task(listing.source, stale_after_days=settings.images.stale_after_days,
+                          result_storage=storage, refresh=refresh)
+        state = await task(listing.source, photos, prop.property_hash, settings.store_url,
+                           fresh=fresh, return_state=True)
+        if not state.is_completed():
+            reason = state.message or "fetch failed"
+            return [failed_fetch(p, reason) for p in photos], False
+        results: list[PhotoFetch] = await state.result()
+        if state.name != "Cached":
+            return results, False
+        return [r.model_copy(update={"cached": True}) for r in results], True
 
-    return list(await asyncio.gather(*(one(p) for p in photos)))
+    results, cached = await run(wanted, fresh)
+    if cached:
+        holds = await asyncio.to_thread(lambda: [usable(engine, r) for r in results])
+        again = [p for p, ok in zip(wanted, holds, strict=True) if not ok]
+        if again:
+            redone = iter((await run(again, True))[0])
+            results = [r if ok else next(redone) for r, ok in zip(results, holds, strict=True)]
+    return known + results
 
 
 async def extract_one(
     prop: Property, sources: list[str], *, fresh: bool, dry_run: bool, run_id: str,
     requester: str,
 ) -> PropertyReport:
-    """Discover on every source, fetch every photo, integrate: one property end to end."""
+    """Discover on every source and fetch its photos as soon as it answers (a source never
+    waits on another's photos), then integrate: one property end to end."""
     logger = get_run_logger()
-    listings: list[Listing] = list(
-        await asyncio.gather(*(discover_on(s)(s, prop.address) for s in sources))
-    )
-    for listing in listings:
+    engine = current_engine()
+    stored: set[str] = set() if fresh or dry_run else await engine.stored_urls(
+        prop.property_hash)
+
+    async def one_source(source: str) -> tuple[Listing, list[PhotoFetch]]:
+        listing: Listing = await discover_on(source)(source, prop.address)
         detail = f" ({listing.reason})" if listing.reason else ""
         logger.info("%s on %s: %s, %d photos%s", prop.address.full, listing.source,
                     listing.status.value, len(listing.photos), detail)
-    photos = [p for lst in listings if lst.status is ListingStatus.FOUND for p in lst.photos]
+        if dry_run or listing.status is not ListingStatus.FOUND or not listing.photos:
+            return listing, []
+        return listing, await fetch_source(prop, listing, fresh=fresh, stored=stored)
+
+    done = await asyncio.gather(*(one_source(s) for s in sources))
+    listings = [listing for listing, _ in done]
     if dry_run:
         return PropertyReport.from_discovery(prop, listings, dry_run=True)
-    fetches = await _fetch_all(prop, photos, fresh)
+    fetches = [f for _, fetched in done for f in fetched]
     report = await store_property(prop, listings, fetches, run_id, requester)
     logger.info("%s: %s", prop.address.full, report.summary_line())
     return report
@@ -100,18 +124,21 @@ async def extract_property(
     """Extract every property of the batch; one failing property does not stop the others."""
     logger = get_run_logger()
     run_id = parent_run_id or str(flow_run.get_id())
-    reports: list[PropertyReport] = []
     async with run_engine() as engine:
-        for prop in properties:
-            try:
-                report = await extract_one(
-                    prop, [s.value for s in sources], fresh=mode is ExtractMode.FRESH,
-                    dry_run=dry_run, run_id=run_id, requester=requester,
-                )
-            except Exception as exc:
-                logger.exception("%s failed", prop.address.full)
-                report = PropertyReport.failed(prop, f"{type(exc).__name__}: {exc}")
-            report.worker = worker_name()
-            engine.record_report(run_id, report, requester)
-            reports.append(report)
-    return reports
+        gate = asyncio.Semaphore(engine.settings.orchestration.property_concurrency)
+
+        async def one(prop: Property) -> PropertyReport:
+            async with gate:
+                try:
+                    report = await extract_one(
+                        prop, [s.value for s in sources], fresh=mode is ExtractMode.FRESH,
+                        dry_run=dry_run, run_id=run_id, requester=requester,
+                    )
+                except Exception as exc:
+                    logger.exception("%s failed", prop.address.full)
+                    report = PropertyReport.failed(prop, f"{type(exc).__name__}: {exc}")
+                report.worker = worker_name()
+                await asyncio.to_thread(engine.record_report, run_id, report, requester)
+                return report
+
+        return list(await asyncio.gather(*(one(p) for p in properties)))

@@ -9,7 +9,6 @@ variables overwritten with the current values, the work pool created only when m
 from __future__ import annotations
 
 import contextlib
-import math
 from pathlib import Path
 
 from prefect.blocks.system import Secret
@@ -23,12 +22,12 @@ from blocks import BLOCK_TYPES, ImageStore, ListingSource, ProxyPool, SharedResu
 from flows.automations import ensure_automations
 from flows.config import (
     ASSESSOR_TOKEN_BLOCK,
+    DATABASE_URL_BLOCK,
     PROXY_BLOCK,
     RESULT_STORAGE_VARIABLE,
     SIM_ORIGINS_VARIABLE,
     STORE_BLOCK,
 )
-from flows.policy_state import rate_limit_name
 from phx_images.net.client import asset_source_name
 from phx_images.settings import SOURCE_NAMES, Settings
 from tasks.discover import source_tag
@@ -83,20 +82,10 @@ async def ensure_work_queues(settings: Settings) -> list[str]:
     return lines
 
 
-def cluster_decay(max_rps: float) -> float:
-    """Slot decay of a source's ``rate:`` limit (one slot) so that all workers together stay
-    under the ceiling as the engine defines it: at most ``max(1, floor(max_rps))`` requests
-    in any 1.1 s window. A limit of N slots decaying at r/s admits N + r in a second (a full
-    bucket, then the refill), so the limit has one slot, decaying a little slower than the
-    window allows (1.12 s, not 1.1 s) so that a slot freed exactly at a window's edge is not
-    counted in both windows."""
-    return min(max_rps, max(1, math.floor(max_rps)) / 1.12)
-
-
 async def ensure_limits(settings: Settings) -> list[str]:
-    """Per-source tag limits (concurrent task runs) and rate limits (requests/second ceiling
-    across every worker: a global concurrency limit of one slot with slot decay), created or
-    updated to the settings. Bursts are the engine's business, within one process."""
+    """Per-source tag limits: concurrent task runs against each source and its photo CDN,
+    across every worker. The request ceilings are not Prefect limits: they live in the
+    request ledger (``phx_images/net/ledger_sql.py``), which costs no API call per request."""
     done: list[str] = []
     async with get_client() as client:
         for name in SOURCE_NAMES:
@@ -106,13 +95,9 @@ async def ensure_limits(settings: Settings) -> list[str]:
                 (name, source.max_concurrency, source.max_rps),
                 (cdn, source.asset_max_concurrency, source.asset_max_rps),
             ):
-                decay = cluster_decay(rps)
                 await client.create_concurrency_limit(tag=source_tag(key),
                                                       concurrency_limit=concurrency)
-                await client.upsert_global_concurrency_limit_by_name(
-                    rate_limit_name(key), limit=1, slot_decay_per_second=decay)
-                done.append(f"{source_tag(key)}={concurrency} "
-                            f"{rate_limit_name(key)}={decay:.3g}/s (ceiling {rps}/s)")
+                done.append(f"{source_tag(key)}={concurrency} (ceiling {rps}/s)")
     return done
 
 
@@ -129,6 +114,9 @@ async def save_blocks(settings: Settings) -> list[str]:
             max_retries=source.max_retries, timeout_s=source.timeout_s,
         ).asave(name, overwrite=True)
         saved.append(f"listing-source/{name}")
+    if settings.database_url is not None:
+        await Secret(value=settings.database_url).asave(DATABASE_URL_BLOCK, overwrite=True)
+        saved.append(f"secret/{DATABASE_URL_BLOCK}")
     if settings.assessor.token is not None:
         await Secret(value=settings.assessor.token).asave(ASSESSOR_TOKEN_BLOCK, overwrite=True)
         saved.append(f"secret/{ASSESSOR_TOKEN_BLOCK}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SOURCE_NAMES: tuple[str, ...] = ("zillow", "redfin", "phoenixmls", "assessor")
@@ -33,8 +33,6 @@ class SourceSettings(BaseModel):
     base_url: str
     asset_urls: list[str] = Field(default_factory=list)
     max_rps: float = Field(1.0, gt=0, description="Hard ceiling, requests/second; never exceeded")
-    start_rps: float | None = Field(None, gt=0, description="Initial adaptive rate (<= max_rps)")
-    burst: int = Field(1, ge=1)
     asset_max_rps: float = Field(
         6.0, gt=0, description="Ceiling for its photo CDN, paced apart from the pages"
     )
@@ -67,32 +65,23 @@ class SourceSettings(BaseModel):
         return [self.base_url.rstrip("/"), *(u.rstrip("/") for u in self.asset_urls)]
 
 
-def _zillow() -> SourceSettings:
-    return SourceSettings(
-        base_url="https://www.zillow.com",
-        asset_urls=["https://photos.zillowstatic.com"],
-        max_rps=0.5,
-    )
+#: Each source's defaults. A nested environment value (``PHX_ZILLOW__MAX_RPS=0.3``) or a partial
+#: dict is merged over these field by field (``Settings._merge_source_defaults``): without the
+#: merge, pydantic-settings replaces the whole source by the environment's fields, so one
+#: variable dropped the source's other defaults (and failed on the missing ``base_url``).
+SOURCE_DEFAULTS: dict[str, dict[str, object]] = {
+    "zillow": {"base_url": "https://www.zillow.com",
+               "asset_urls": ["https://photos.zillowstatic.com"], "max_rps": 0.5},
+    "redfin": {"base_url": "https://www.redfin.com",
+               "asset_urls": ["https://ssl.cdn-redfin.com"], "max_rps": 1.0},
+    "phoenixmls": {"base_url": "https://phoenixmlssearch.com",
+                   "asset_urls": ["https://cdn.photos.sparkplatform.com"], "max_rps": 1.0},
+    "assessor": {"base_url": "https://mcassessor.maricopa.gov", "max_rps": 1.5},
+}
 
 
-def _redfin() -> SourceSettings:
-    return SourceSettings(
-        base_url="https://www.redfin.com",
-        asset_urls=["https://ssl.cdn-redfin.com"],
-        max_rps=1.0,
-    )
-
-
-def _phoenixmls() -> SourceSettings:
-    return SourceSettings(
-        base_url="https://phoenixmlssearch.com",
-        asset_urls=["https://cdn.photos.sparkplatform.com"],
-        max_rps=1.0,
-    )
-
-
-def _assessor() -> SourceSettings:
-    return SourceSettings(base_url="https://mcassessor.maricopa.gov", max_rps=1.5)
+def _default_source(name: str) -> SourceSettings:
+    return SourceSettings.model_validate(SOURCE_DEFAULTS[name])
 
 
 class BrowserSettings(BaseModel):
@@ -137,8 +126,13 @@ class OrchestrationSettings(BaseModel):
         2, ge=1, description="Extraction runs (parents) in flight across the pool; the "
         "'runs' work queue's limit, so parents waiting on children never fill every worker "
         "slot (with workers at --limit 3, at least one slot stays for property runs)")
-    download_concurrency: int = Field(4, ge=1, description="Downloads in flight per property")
-    properties_per_child: int = Field(1, ge=1, le=50, description="Properties per child run")
+    download_concurrency: int = Field(
+        4, ge=1, description="Downloads in flight per property and source")
+    properties_per_child: int = Field(
+        4, ge=1, le=50, description="Properties per child run: one process and one browser "
+        "for all of them (a run costs a process start, Prefect's import and a Chromium)")
+    property_concurrency: int = Field(
+        2, ge=1, le=16, description="Properties a child run works on at once")
     poll_interval_s: float = Field(2.0, gt=0)
     refresh_max_age_hours: float = Field(24.0, gt=0)
     archive_after_days: float = Field(
@@ -169,10 +163,10 @@ class Settings(BaseSettings):
     )
     store_options: dict[str, object] = Field(default_factory=dict)
     properties_csv: Path = Path("data/phx_homes.csv")
-    zillow: SourceSettings = Field(default_factory=_zillow)
-    redfin: SourceSettings = Field(default_factory=_redfin)
-    phoenixmls: SourceSettings = Field(default_factory=_phoenixmls)
-    assessor: SourceSettings = Field(default_factory=_assessor)
+    zillow: SourceSettings = Field(default_factory=lambda: _default_source('zillow'))
+    redfin: SourceSettings = Field(default_factory=lambda: _default_source('redfin'))
+    phoenixmls: SourceSettings = Field(default_factory=lambda: _default_source('phoenixmls'))
+    assessor: SourceSettings = Field(default_factory=lambda: _default_source('assessor'))
     proxies: list[SecretStr] = Field(default_factory=list, description="Proxy URLs to rotate")
     allow_private_origins: list[str] = Field(
         default_factory=list,
@@ -181,9 +175,33 @@ class Settings(BaseSettings):
     browser: BrowserSettings = Field(default_factory=BrowserSettings)
     images: ImageSettings = Field(default_factory=ImageSettings)
     orchestration: OrchestrationSettings = Field(default_factory=lambda: OrchestrationSettings())
+    database_url: SecretStr | None = Field(
+        None, description="The project's own database, shared by every worker: the request "
+        "ledger that keeps each site's ceiling across processes and machines. "
+        "sqlite:///PATH (one machine) or postgresql://USER:PASSWORD@HOST/phx (several); "
+        "default sqlite:///<data_dir>/phx.db")
     categorizer: Literal["captions", "vision"] = "captions"
     vision_url: str | None = None
     vision_api_key: SecretStr | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_source_defaults(cls, data: object) -> object:
+        """A source given as a (partial) dict keeps the defaults it does not name."""
+        if not isinstance(data, dict):
+            return data
+        merged = dict(data)
+        for name, defaults in SOURCE_DEFAULTS.items():
+            value = merged.get(name)
+            if isinstance(value, dict):
+                merged[name] = {**defaults, **value}
+        return merged
+
+    def database(self) -> str:
+        """The database URL in force (secret: never log it)."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(self.data_dir / 'phx.db').resolve()}"
 
     def source(self, name: str) -> SourceSettings:
         """The settings of source ``name``; a clear error for an unknown one."""

@@ -546,6 +546,12 @@ class Catalog:
             Property(p["key"], p["street"], p["city"], p["state"], p["zip_code"], p["ids"],
                      p["on_sites"], p["facts"], p["photo_ids"]) for p in data["properties"]]
         self.by_key = {p.key: p for p in self.properties}
+        self.position = {p.key: i for i, p in enumerate(self.properties)}
+        extra = data.get("extra") or {}
+        # The sample properties come first; generated ones (phx_sim.extra) follow them.
+        self.sample_count: int = int(extra.get("sample_properties", len(self.properties)))
+        self.extra_properties: int = int(extra.get("properties", 0))
+        self.extra_photos: int = int(extra.get("photos", 0))
         self.photos: dict[str, Photo] = {}
         self.raw_photos = {ph["id"]: ph for ph in data["photos"]}
         for ph in data["photos"]:
@@ -563,6 +569,8 @@ class Catalog:
         for photo in self.photos.values():
             for site, paths in photo.paths.items():
                 for vkey, path in paths.items():
+                    if path in self.cdn_index[site]:
+                        raise CatalogError(f"two photos share the {site} path {path}")
                     self.cdn_index[site][path] = (photo.id, vkey)
         self.by_zpid = {p.ids["zpid"]: p for p in self.properties if p.ids["zpid"]}
         self.by_redfin = {p.ids["redfin_property_id"]: p for p in self.properties
@@ -623,13 +631,11 @@ class Catalog:
             })
         carousel_urls: dict[str, list[str]] = {}
         for site, mapping in self.carousels.items():
-            seen: list[str] = []
+            seen: dict[str, None] = {}  # insertion-ordered set: first appearance wins
             for others in mapping.values():
                 for key in others:
-                    url = self.carousel_url(site, key, urls)
-                    if url not in seen:
-                        seen.append(url)
-            carousel_urls[site] = seen
+                    seen.setdefault(self.carousel_url(site, key, urls))
+            carousel_urls[site] = list(seen)
         return {
             "seed": self.seed,
             "sites": dict(urls),
@@ -662,31 +668,77 @@ class Catalog:
         return urls["phoenixmls_photos"] + photo.paths["phoenixmls"]["t"]
 
     def csv_text(self) -> str:
-        """The buyer's sample CSV: the 32 properties, then the 3 addresses no site knows."""
-        import csv
-        import io
+        """The buyer's sample CSV: the 32 properties, then the 3 addresses no site knows, then
+        the generated extra properties (if any)."""
+        return csv_text(self.data)
 
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["street", "city", "state", "zip_code", "full_address", "price", "beds",
-                         "baths", "sqft"])
-        rows = [(p.street, p.city, p.state, p.zip_code, p.full_address, p.facts)
-                for p in self.properties]
-        rows += [(u["street"], u["city"], u["state"], u["zip_code"], self.unknown_full(u),
-                  u["facts"]) for u in self.unknown]
-        for street, city, state, zip_code, full, facts in rows:
-            writer.writerow([street, city, state, zip_code, full, facts["price"], facts["beds"],
-                             f"{facts['baths']:g}", facts["sqft"]])
-        return buf.getvalue()
+
+def csv_text(data: dict[str, Any]) -> str:
+    """:meth:`Catalog.csv_text` from catalog data (no photos needed)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["street", "city", "state", "zip_code", "full_address", "price", "beds",
+                     "baths", "sqft"])
+    props = data["properties"]
+    n_sample = int((data.get("extra") or {}).get("sample_properties", len(props)))
+    rows = [*props[:n_sample], *data["unknown"], *props[n_sample:]]
+    for row in rows:
+        facts = row["facts"]
+        writer.writerow([row["street"], row["city"], row["state"], row["zip_code"],
+                         Catalog.unknown_full(row), facts["price"], facts["beds"],
+                         f"{facts['baths']:g}", facts["sqft"]])
+    return buf.getvalue()
+
+
+def load_csv_text(seed: int, cache_dir: Path | None, extra_properties: int = 0,
+                  extra_photos: int = 6) -> str:
+    """The CSV of ``load_catalog(seed, cache_dir, extra_properties, extra_photos)`` without
+    generating the extra properties' photos."""
+    from phx_sim import extra
+
+    n, k = extra.check_counts(extra_properties, extra_photos)
+    sample = _load_sample(seed, cache_dir)
+    if n == 0:
+        return sample.csv_text()
+    return csv_text(extra.extend(seed, seed_dir(seed, cache_dir), sample.data, n, k,
+                                 photos=False))
 
 
 _LOCK = threading.Lock()
 _MEMO: dict[tuple[int, str], Catalog] = {}
+_EXTRA_MEMO: dict[tuple[int, str, int, int], Catalog] = {}
 
 
-def load_catalog(seed: int, cache_dir: Path | None) -> Catalog:
+def load_catalog(seed: int, cache_dir: Path | None, extra_properties: int = 0,
+                 extra_photos: int = 6) -> Catalog:
     """The catalog for ``seed``: from memory, else from ``cache_dir/seed-N/``, else generated
-    (and then cached). Corrupt or stale cache files are regenerated, never trusted."""
+    (and then cached). Corrupt or stale cache files are regenerated, never trusted.
+
+    ``extra_properties`` N > 0 appends N generated properties of ``extra_photos`` K photos
+    each (:mod:`phx_sim.extra`); N = 0 is the sample catalog itself, whatever K."""
+    from phx_sim import extra
+
+    n, k = extra.check_counts(extra_properties, extra_photos)
+    if n == 0:
+        return _load_sample(seed, cache_dir)
+    sample = _load_sample(seed, cache_dir)
+    folder = seed_dir(seed, cache_dir)
+    memo_key = (seed, str(folder), n, k)
+    with _LOCK:
+        if memo_key in _EXTRA_MEMO:
+            return _EXTRA_MEMO[memo_key]
+    catalog = Catalog(extra.extend(seed, folder, sample.data, n, k))
+    with _LOCK:
+        # Only the newest few extended catalogs are kept: each may hold thousands of photos.
+        while len(_EXTRA_MEMO) >= 4:
+            _EXTRA_MEMO.pop(next(iter(_EXTRA_MEMO)))
+        return _EXTRA_MEMO.setdefault(memo_key, catalog)
+
+
+def _load_sample(seed: int, cache_dir: Path | None) -> Catalog:
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31:
         raise ValueError(f"seed must be an integer in [0, 2**31), got {seed!r}")
     folder = seed_dir(seed, cache_dir)

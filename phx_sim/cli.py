@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from phx_sim.context import DEFAULT_ASSESSOR_TOKEN
+from phx_sim.extra import DEFAULT_EXTRA_PHOTOS
 from phx_sim.faults import FaultError
 
 MAX_FAULTS_FILE = 1024 * 1024
@@ -64,7 +65,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--write-env", type=Path, default=None,
                         help="write the PHX_ settings for this instance to FILE")
     parser.add_argument("--assessor-token", default=DEFAULT_ASSESSOR_TOKEN)
+    _extra_args(parser)
     return parser
+
+
+def _count_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from exc
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _extra_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--extra-properties", type=_count_arg, default=0, metavar="N",
+                        help="append N generated properties to the 32 sample ones (default 0)")
+    parser.add_argument("--extra-photos", type=_count_arg, default=DEFAULT_EXTRA_PHOTOS,
+                        metavar="K", help="photos per generated property (default "
+                        f"{DEFAULT_EXTRA_PHOTOS}; 0 allowed)")
 
 
 def write_env(path: Path, env: dict[str, str]) -> None:
@@ -80,14 +100,21 @@ def write_env(path: Path, env: dict[str, str]) -> None:
 
 
 def csv_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="phx-sim csv",
-                                     description="Print the sample properties CSV.")
+    parser = argparse.ArgumentParser(
+        prog="phx-sim csv", description="Print the sample properties CSV (then the generated"
+        " extra properties, if any).")
     parser.add_argument("--seed", type=_seed_arg, default=7)
     parser.add_argument("--cache-dir", type=Path, default=None)
+    _extra_args(parser)
     args = parser.parse_args(argv)
-    from phx_sim.catalog import load_catalog
+    from phx_sim.catalog import load_csv_text
 
-    sys.stdout.write(load_catalog(args.seed, args.cache_dir).csv_text())
+    try:
+        text = load_csv_text(args.seed, args.cache_dir, args.extra_properties,
+                             args.extra_photos)
+    except ValueError as exc:
+        parser.error(str(exc))
+    sys.stdout.write(text)
     return 0
 
 
@@ -100,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         sim = Simulator(seed=args.seed, faults=args.faults, cache_dir=args.cache_dir,
-                        port=args.port, assessor_token=args.assessor_token)
+                        port=args.port, assessor_token=args.assessor_token,
+                        extra_properties=args.extra_properties, extra_photos=args.extra_photos)
     except (FaultError, ValueError) as exc:
         print(f"phx-sim: {exc}", file=sys.stderr)
         return 2

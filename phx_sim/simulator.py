@@ -18,6 +18,7 @@ from typing import Any
 
 from phx_sim.catalog import load_catalog, seed_dir
 from phx_sim.context import DEFAULT_ASSESSOR_TOKEN, SimContext
+from phx_sim.extra import DEFAULT_EXTRA_PHOTOS, check_counts
 from phx_sim.faults import Faults
 from phx_sim.gateway import Gateway
 from phx_sim.http import HTTPServer
@@ -44,11 +45,14 @@ class Simulator:
 
     def __init__(self, seed: int = 7, faults: dict[str, Any] | None = None,
                  cache_dir: str | Path | None = None, port: int = 0,
-                 assessor_token: str = DEFAULT_ASSESSOR_TOKEN) -> None:
+                 assessor_token: str = DEFAULT_ASSESSOR_TOKEN, extra_properties: int = 0,
+                 extra_photos: int = DEFAULT_EXTRA_PHOTOS) -> None:
         if not isinstance(port, int) or not (port == 0 or 1024 <= port <= 65535 - 10):
             raise ValueError(f"port must be 0 or in 1024..65525, got {port!r}")
         if not assessor_token or any(c in assessor_token for c in "\r\n"):
             raise ValueError("assessor_token must be a non-empty single-line string")
+        # N generated properties of K photos each after the sample (docs/simulator.md).
+        self.extra_properties, self.extra_photos = check_counts(extra_properties, extra_photos)
         self.seed = seed
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self.port = port
@@ -65,7 +69,8 @@ class Simulator:
     def start(self) -> Simulator:
         if self._thread is not None:
             raise RuntimeError("simulator already started")
-        catalog = load_catalog(self.seed, self.cache_dir)
+        catalog = load_catalog(self.seed, self.cache_dir, self.extra_properties,
+                               self.extra_photos)
         folder = seed_dir(self.seed, self.cache_dir)
         renderer = Renderer(catalog, folder)
         self._ctx = SimContext(self.seed, catalog, self.urls, self._faults, self._stats,
@@ -173,7 +178,21 @@ class Simulator:
         return self._stats.snapshot()
 
     def reset_stats(self) -> None:
+        """Zero the counters and forget the arrival times."""
         self._stats.reset()
+
+    def arrivals(self, site: str) -> list[float]:
+        """Arrival times (``time.monotonic()`` of this process) of ``site``'s requests since
+        the last reset, oldest first (at most the newest 2,000,000; see ``arrivals_dropped``).
+        ``site`` is a stats name: ``zillow``, ``zillow_photos``, ``assessor``, ..."""
+        return self._stats.arrivals(site)
+
+    def window_ratios(self, ceilings: dict[str, float],
+                      window_s: float = 10.0) -> dict[str, float]:
+        """Per site in ``ceilings`` (stats name -> allowed requests per second): the worst
+        ``window_s`` window's ``count / (ceiling * window_s + 1)`` (<= 1.0: polite). Raises
+        ValueError for an unknown site, a negative ceiling or a non-positive window."""
+        return self._stats.window_ratios(ceilings, window_s)
 
     def set_faults(self, site: str, faults: dict[str, Any]) -> dict[str, Any]:
         """Replace one site's faults (raises ``FaultError``, a ValueError, if invalid)."""

@@ -70,6 +70,7 @@ def postgres_server() -> Iterator[str]:
                     raise
                 time.sleep(0.3)
         _as_postgres([*psql, "-c", "CREATE DATABASE prefect"])
+        _as_postgres([*psql, "-c", "CREATE DATABASE phx"])  # the project's own (ledger)
         _as_postgres([*psql, "-d", "prefect", "-c", "CREATE EXTENSION IF NOT EXISTS pg_trgm"])
         yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/prefect"
     finally:

@@ -2,12 +2,14 @@
 written through the engine, and ``phx-images metrics`` as a subprocess scraped over HTTP.
 
 Every asserted number is one this test put there (runs in given states, a breaker record,
-limits from PHX_ settings, photo counts in run records), so a wrong query shows as a wrong value.
+limits from PHX_ settings, a throttle in the request ledger, photo counts in run records), so a
+wrong query shows as a wrong value.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 import urllib.request
@@ -19,7 +21,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from flows.metrics import Options, PhxCollector
 from flows.stack import Proc, free_port, spawn, wait_http
+from phx_images.net.ledger_sql import SqlLedger
+from phx_images.net.ratelimit import RECOVERY_S
 from phx_images.pipeline import Engine, PropertyReport, SourceReport
 from phx_images.settings import Settings
 from tests.prefect_stack import ROOT, VENV_BIN, PhxStack
@@ -142,6 +147,18 @@ async def late_activity(api_url: str) -> None:
                                                heartbeat_interval_seconds=30)
 
 
+async def throttle_in_ledger(url: str, name: str, ceiling: float,
+                             retry_after: float) -> None:
+    """What a worker does on a 429 with Retry-After: book a slot, then throttle the name."""
+    ledger = SqlLedger(url)
+    try:
+        booking = await ledger.book(name, 1, ceiling=ceiling, lead=0.0, max_delay=60)
+        assert booking.count == 1
+        await ledger.throttle(name, ceiling=ceiling, retry_after=retry_after)
+    finally:
+        await ledger.aclose()
+
+
 @pytest.fixture(scope="module")
 def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("metrics-store")
@@ -192,7 +209,12 @@ def test_exporter_reports_prefect_policy_and_store(phx: PhxStack, store_dir: Pat
         while datetime.now(UTC) - stuck_started < timedelta(seconds=STUCK_AFTER_S + 1):
             time.sleep(0.2)
         asyncio.run(late_activity(api_url))
+        # a throttle right before the scrape: zillow halved (2.5 -> 1.25/s), paused for 30 s
+        throttled = time.time()
+        asyncio.run(throttle_in_ledger(f"sqlite:///{store_dir / 'phx.db'}", "zillow",
+                                       ceiling=2.5, retry_after=30))
         m = scrape(port)
+        since = time.time() - throttled
 
         assert value(m, "phx_up") == 1.0
         # flow runs in the window, by current state type, and the success ratio
@@ -223,12 +245,22 @@ def test_exporter_reports_prefect_policy_and_store(phx: PhxStack, store_dir: Pat
         text = log.read_text()
         assert "phx-breaker-redfin unreadable" in text
         assert "phx-breaker-phoenixmls-cdn unreadable" in text
-        # limits as `phx-images setup` created them from the PHX_ settings
-        # one slot decaying so that no 1.1 s window holds more than floor(max_rps) requests
-        assert value(m, "phx_source_rate_limit_rps", source="zillow") == pytest.approx(2 / 1.12)
-        assert value(m, "phx_source_rate_limit_rps", source="zillow-cdn") == pytest.approx(
-            6 / 1.12)
-        assert value(m, "phx_source_rate_limit_active_slots", source="zillow") == 0
+        # request rates from the ledger: zillow halved and climbing back to its ceiling
+        # (2.5/s over RECOVERY_S) since the throttle, paused; the others at their ceilings
+        assert value(m, "phx_ledger_up") == 1
+        rate = value(m, "phx_source_rate_limit_rps", source="zillow")
+        assert rate is not None and 1.25 - 1e-3 <= rate <= 1.25 + since * 2.5 / RECOVERY_S
+        paused = value(m, "phx_source_paused_seconds", source="zillow")
+        assert paused is not None and 30 - since - 1e-3 <= paused <= 30
+        assert value(m, "phx_source_rate_ceiling_rps", source="zillow") == 2.5
+        assert value(m, "phx_source_rate_ceiling_rps", source="zillow-cdn") == 6.0
+        assert value(m, "phx_source_rate_limit_rps", source="zillow-cdn") == 6.0
+        assert value(m, "phx_source_paused_seconds", source="zillow-cdn") == 0
+        assert value(m, "phx_source_rate_ceiling_rps", source="redfin") == 1.0
+        assert value(m, "phx_source_rate_limit_rps", source="redfin") == 1.0
+        assert value(m, "phx_source_paused_seconds", source="redfin") == 0
+        assert not any(name == "phx_source_rate_limit_active_slots" for name, _ in m)
+        # tag limits as `phx-images setup` created them from the PHX_ settings
         assert value(m, "phx_source_concurrency_limit", source="redfin") == 5
         assert value(m, "phx_source_concurrency_active", source="redfin") == 2
         assert value(m, "phx_source_concurrency_active", source="zillow") == 0
@@ -288,5 +320,70 @@ def test_exporter_reports_down_when_prefect_is_unreachable(tmp_path: Path) -> No
         assert value(m, "phx_store_up") == 1.0  # the store is read without Prefect
         assert value(m, "phx_source_photos_total", source="redfin", outcome="new") == 3
         assert "API unreachable" in log.read_text()
+        # no ledger database yet: nothing throttled, the ceilings are the rates, and the
+        # exporter (a reader) did not create the file
+        assert value(m, "phx_ledger_up") == 1.0
+        assert value(m, "phx_source_rate_limit_rps", source="zillow") == 0.5
+        assert value(m, "phx_source_rate_ceiling_rps", source="zillow") == 0.5
+        assert value(m, "phx_source_paused_seconds", source="zillow") == 0
+        assert value(m, "phx_source_rate_limit_rps", source="redfin-cdn") == 6.0
+        assert not (tmp_path / "phx.db").exists()
     finally:
         stop_exporter(proc)
+
+
+def ledger_scrape(collector: PhxCollector) -> Samples:
+    """The ledger section of a scrape, in this process (no Prefect needed)."""
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in collector._ledger_metrics() for s in family.samples}
+
+
+def test_ledger_failure_is_logged_once_redacted_and_recovers(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A ledger that cannot be read: phx_ledger_up 0, the ceilings still reported, the rates
+    left out (unknown, not the ceiling), one log line until it changes; then it recovers."""
+    monkeypatch.setenv("PHX_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("PHX_DATABASE_URL", raising=False)
+    (tmp_path / "phx.db").write_bytes(b"this is not a database" * 100)
+    collector = PhxCollector(Options(work_pool=POOL))
+    caplog.set_level(logging.INFO, logger="flows.metrics")
+
+    for _ in range(2):
+        m = ledger_scrape(collector)
+        assert value(m, "phx_ledger_up") == 0.0
+        assert value(m, "phx_source_rate_ceiling_rps", source="assessor") == 1.5
+        assert value(m, "phx_source_rate_limit_rps", source="assessor") is None
+        assert value(m, "phx_source_paused_seconds", source="assessor") is None
+    assert caplog.text.count("request ledger unreadable") == 1
+    assert str(tmp_path) not in caplog.text  # the database URL is never logged
+
+    (tmp_path / "phx.db").unlink()
+    asyncio.run(throttle_in_ledger(f"sqlite:///{tmp_path / 'phx.db'}", "assessor-cdn",
+                                   ceiling=6.0, retry_after=5))
+    m = ledger_scrape(collector)
+    assert value(m, "phx_ledger_up") == 1.0
+    assert 3.0 - 1e-3 <= (value(m, "phx_source_rate_limit_rps", source="assessor-cdn")
+                          or 0) < 6.0
+    assert 0 < (value(m, "phx_source_paused_seconds", source="assessor-cdn") or 0) <= 5
+    assert value(m, "phx_source_rate_limit_rps", source="assessor") == 1.5
+    assert "request ledger recovered" in caplog.text
+
+
+def test_unreachable_ledger_database_is_bounded_and_its_password_never_logged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    password = "ledger-pw-7f3a9c"
+    url = f"postgresql://phx:{password}@127.0.0.1:{free_port()}/phx"  # nothing listens
+    monkeypatch.setenv("PHX_DATABASE_URL", url)
+    monkeypatch.setenv("PHX_DATA_DIR", str(tmp_path))
+    collector = PhxCollector(Options(work_pool=POOL))
+    caplog.set_level(logging.INFO, logger="flows.metrics")
+    started = time.monotonic()
+    m = ledger_scrape(collector)
+    assert time.monotonic() - started < 3
+    assert value(m, "phx_ledger_up") == 0.0
+    assert value(m, "phx_source_rate_ceiling_rps", source="zillow") == 0.5
+    assert "request ledger unreadable" in caplog.text
+    assert password not in caplog.text
+    assert url not in caplog.text

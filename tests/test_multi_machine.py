@@ -37,6 +37,9 @@ def test_one_run_is_spread_over_two_workers(sim: object,
         s3.mkdir("phx")
         env = dict(sim.env())  # type: ignore[attr-defined]
         env.update({
+            # the request ledger every machine shares (setup saves it as a secret block)
+            "PHX_DATABASE_URL": database_url.replace("+asyncpg", "").replace(
+                "/prefect", "/phx"),
             "PHX_STORE_URL": "s3://phx/images",
             "PHX_STORE_OPTIONS": json.dumps(options),
             "PHX_ORCHESTRATION__RESULT_STORAGE_BLOCK": "shared-result-storage/phx-results",
@@ -57,7 +60,9 @@ def test_one_run_is_spread_over_two_workers(sim: object,
                     "phx-process", 2, machine["code"], name,
                     extra_env={"PREFECT_HOME": str(machine["home"]),
                                "PHX_DATA_DIR": str(machine["scratch"]),
-                               "PHX_WORKER_NAME": name},
+                               "PHX_WORKER_NAME": name,
+                               # a child run per property, so four spread over both machines
+                               "PHX_ORCHESTRATION__PROPERTIES_PER_CHILD": "1"},
                 )
             # the scheduler works on PostgreSQL too (SQLAlchemy 2.1 broke it: pinned < 2.1)
             assert stack.scheduled_runs("refresh-photos/nightly"), "no nightly run scheduled"

@@ -50,7 +50,7 @@ def max_in_window(times: list[float], window: float = 1.0) -> int:
 
 def test_ceiling_never_exceeded_under_concurrency(tmp_path: Path) -> None:
     with origin_server({"/x": ok()}) as origin:
-        settings = make_settings(tmp_path, origin.url, max_rps=4.0, burst=3)
+        settings = make_settings(tmp_path, origin.url, max_rps=4.0)
 
         async def go() -> None:
             async with PolicyClient(settings) as client:

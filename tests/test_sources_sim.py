@@ -38,7 +38,6 @@ def fast_settings(sim: Any, tmp: Path) -> Settings:
     settings = settings_for(sim, tmp)
     for name in SOURCE_NAMES:
         settings.source(name).max_rps = 20.0
-        settings.source(name).burst = 4
     return settings
 
 

@@ -4,19 +4,20 @@ Each HTTP hop goes through, in this order:
 
 1. allowlist (scheme, origin, private addresses) - every redirect hop too, followed by hand;
 2. a read-only breaker check (fail fast without waiting for a rate slot);
-3. the source's pause (Retry-After) and a rate slot (``PolicyState.acquire``) at the adaptive
-   rate, under the hard ``max_rps`` ceiling;
-4. breaker admission (half-open: exactly one probe);
-5. proxy choice (rotation, benching, health probe);
+3. breaker admission (half-open: exactly one probe);
+4. proxy choice (rotation, benching, health probe);
+5. a request slot (``PolicyState.acquire``): the source's pause (Retry-After) and its adaptive
+   rate, under the hard ``max_rps`` ceiling across every worker sharing the state;
 6. the request on curl_cffi (browser TLS fingerprint, connection reuse per source), with the
    per-source token header added here (adapters never see tokens), a timeout, and the body
    streamed and cut at the size cap;
 7. the verdict: breaker, adaptive rate, proxy health and counters are updated, and transient
    failures are retried with full-jitter backoff (Retry-After as a floor).
 
-Why the order: refusals that need no network come first and cost nothing; the breaker is
-checked again right before sending because a rate slot may have taken seconds; the verdict
-is recorded before any retry sleeps so concurrent callers see it at once.
+Why the order: refusals that need no network come first and cost nothing; the slot comes
+last because a request must leave inside its slot (``ratelimit.SlotPacer``), so nothing that
+may wait on I/O (a shared breaker read, a proxy probe) sits between the slot and the send;
+the verdict is recorded before any retry sleeps so concurrent callers see it at once.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from phx_images.net.errors import (
 )
 from phx_images.net.interception import TabGuard, policed_tab
 from phx_images.net.proxies import NoProxyAvailable, ProxyPool
-from phx_images.net.ratelimit import AdaptiveRate, DepartureGate
+from phx_images.net.ratelimit import Paused
 from phx_images.net.redact import get_logger, redact_text, redact_url, register_secret
 from phx_images.net.retry import THROTTLE_STATUSES, RetryPolicy, parse_retry_after
 from phx_images.net.session import PacedSession, resend_refused
@@ -164,7 +165,6 @@ class _Source:
     name: str
     settings: SourceSettings
     allowlist: Allowlist
-    rate: AdaptiveRate
     breaker: CircuitBreaker
     retry: RetryPolicy
     base_origin: str
@@ -237,7 +237,6 @@ class PolicyClient:
         self._probe_lease_s = probe_lease_s
         self._rng = rng
         self._sources: dict[str, _Source] = {}
-        self._gates: dict[str, DepartureGate] = {}
         self._sessions: dict[str, Any] = {}
         self._breaker_cache: dict[str, BreakerRecord] = {}
         self._closed = False
@@ -265,8 +264,7 @@ class PolicyClient:
         except KeyError as exc:
             raise NotAllowed(name, "", str(exc)) from None
         if assets:
-            cfg = cfg.model_copy(update={"max_rps": cfg.asset_max_rps, "start_rps": None,
-                                         "burst": max(cfg.burst, 2)})
+            cfg = cfg.model_copy(update={"max_rps": cfg.asset_max_rps})
         import random
 
         src = _Source(
@@ -275,7 +273,6 @@ class PolicyClient:
             allowlist=Allowlist(
                 name, cfg.origins, self.settings.allow_private_origins, resolver=self._resolver
             ),
-            rate=AdaptiveRate(cfg.max_rps, cfg.start_rps, clock=self._clock),
             breaker=CircuitBreaker(
                 failures=cfg.breaker_failures,
                 reset_s=cfg.breaker_reset_s,
@@ -290,9 +287,7 @@ class PolicyClient:
                 rng=self._rng or random.Random(),
             ),
         )
-        configure = getattr(self.state, "configure", None)
-        if callable(configure):
-            configure(key, cfg.max_rps, cfg.burst)
+        self.state.configure(key, cfg.max_rps)
         self._sources[key] = src
         return src
 
@@ -387,26 +382,22 @@ class PolicyClient:
     # ------------------------------------------------------------------ pacing
 
     async def _pace(self, src: _Source, url: str) -> None:
-        remaining = src.rate.pause_remaining()
-        if remaining > self._max_wait_s:
-            raise TransientError(
-                src.name, url, f"source paused for {remaining:.0f}s (Retry-After)",
-                retry_after=remaining,
-            )  # fmt: skip
-        if remaining > 0:
-            await self._sleep(remaining)
-        await self.state.acquire(src.name, src.rate.rate)
-        await self._depart(src)
+        """Return when this request may leave: its slot, shared with every worker."""
+        try:
+            await self.state.acquire(src.name, self._max_wait_s)
+        except Paused as exc:
+            raise TransientError(src.name, url, f"source {exc}",
+                                 retry_after=exc.remaining) from None
 
-    async def _depart(self, src: _Source) -> None:
-        """Hold a request whose slot came due while the event loop was late until the ceiling
-        allows it on actual departure times (``ratelimit.DepartureGate``), then record it."""
-        gate = self._gates.get(src.name)
-        if gate is None:
-            gate = self._gates[src.name] = DepartureGate(src.settings.max_rps, clock=self._clock)
-        while (wait := gate.wait()) > 0:
-            await self._sleep(wait)
-        gate.depart()
+    async def _throttled(self, src: _Source, url: str, status: int, challenge: bool,
+                         retry_after: float | None) -> None:
+        """Slow every worker of this source down (and pause it on a Retry-After)."""
+        src.metrics.throttles += 1
+        rate = await self.state.throttle(src.name, retry_after)
+        log.warning("%s: throttled (HTTP %d%s), rate now %.3f/s%s (%s)", src.name, status,
+                    ", challenge" if challenge else "", rate,
+                    f", paused {retry_after:.1f}s" if retry_after else "",
+                    redact_url(url))  # fmt: skip
 
     # ------------------------------------------------------------------ fetch
 
@@ -502,7 +493,6 @@ class PolicyClient:
     ) -> Response:
         origin = await self._check_allowed(src, url)
         await self._breaker_precheck(src, url)
-        await self._pace(src, url)
         ticket = await self._admit(src, url)
         outcome: Literal["ok", "fail", "none"] = "none"
         reason = "cancelled"
@@ -512,6 +502,7 @@ class PolicyClient:
             except NoProxyAvailable:
                 reason = "every proxy is benched"
                 raise _Retryable(reason) from None
+            await self._pace(src, url)
             try:
                 resp = await self._send(src, url, self._headers(src, origin, headers), proxy, cap)
             except TooLarge:
@@ -529,14 +520,14 @@ class PolicyClient:
                     outcome = "fail"
                 raise
             self.proxies.report_success(proxy)
-            outcome, reason, error = self._classify(src, url, resp)
+            outcome, reason, error = await self._classify(src, url, resp)
             if error is not None:
                 raise error
             return resp
         finally:
             await asyncio.shield(self._verdict(src, ticket, outcome, reason))
 
-    def _classify(
+    async def _classify(
         self, src: _Source, url: str, resp: Response
     ) -> tuple[Literal["ok", "fail"], str, Exception | None]:
         """Verdict for a response, adjusting the adaptive rate: (outcome, reason, error).
@@ -549,14 +540,7 @@ class PolicyClient:
         retry_after = parse_retry_after(resp.headers.get("retry-after"), now=self._wall_clock())
         challenge = looks_like_challenge(status, resp.content)
         if status in THROTTLE_STATUSES or challenge:
-            src.rate.on_throttle(retry_after)
-            src.metrics.throttles += 1
-            log.warning("%s: throttled (HTTP %d%s), rate now %.3f/s%s (%s)", src.name, status,
-                        ", challenge" if challenge else "", src.rate.rate,
-                        f", paused {retry_after:.1f}s" if retry_after else "",
-                        redact_url(url))  # fmt: skip
-        elif 200 <= status < 400:
-            src.rate.on_success()
+            await self._throttled(src, url, status, challenge, retry_after)
         if status == 403 or (challenge and status != 429):
             what = "anti-bot challenge" if challenge else "HTTP 403 forbidden"
             return "fail", what, Blocked(src.name, url, what, status=status)
@@ -628,8 +612,7 @@ class PolicyClient:
         URL through it, paced like any request. Any HTTP answer means the proxy works."""
 
         async def probe(proxy: str) -> bool:
-            await self.state.acquire(src.name, src.rate.rate)
-            await self._depart(src)
+            await self._pace(src, src.settings.base_url)
             session = self._session(src)
             src.metrics.requests += 1
             try:
@@ -667,7 +650,7 @@ class PolicyClient:
         src = self._source(source)
         if not src.settings.enabled:
             raise NotAllowed(source, url, "source is disabled in settings")
-        await self._open_checks(src, url, pace=False)
+        await self._open_checks(src, url)
         ticket: Ticket | None = None
         recorded = False
         try:
@@ -675,9 +658,9 @@ class PolicyClient:
                 # The slot is taken once the tab is ready, right before the request leaves:
                 # starting Chromium takes seconds, and a slot booked before that would let the
                 # page's own next request (a challenge reload) follow the first too closely.
+                ticket = await self._admit(src, url)
                 await self._pace(src, url)
                 slot_at = self._clock()
-                ticket = await self._admit(src, url)
                 src.metrics.pages += 1
                 src.metrics.requests += 1
                 outcome: Literal["ok", "fail", "none"] = "none"
@@ -693,7 +676,6 @@ class PolicyClient:
                     raise TransientError(source, url, reason) from None
                 else:
                     outcome, reason = "ok", "page loaded"
-                    src.rate.on_success()
                 finally:
                     recorded = True
                     await asyncio.shield(self._verdict(src, ticket, outcome, reason))
@@ -702,7 +684,7 @@ class PolicyClient:
             if ticket is not None and not recorded:  # browser failed or cancelled: no verdict
                 await asyncio.shield(self._verdict(src, ticket, "none", "browser unavailable"))
 
-    async def _open_checks(self, src: _Source, url: str, *, pace: bool = True) -> None:
+    async def _open_checks(self, src: _Source, url: str) -> None:
         try:
             await src.allowlist.check(url)
         except NotAllowed:
@@ -711,8 +693,6 @@ class PolicyClient:
         except OSError as exc:
             raise TransientError(src.name, url, f"DNS resolution failed: {exc}") from None
         await self._breaker_precheck(src, url)
-        if pace:
-            await self._pace(src, url)
 
     # ------------------------------------------------------------------ operators
 
@@ -729,9 +709,8 @@ class PolicyClient:
         out: dict[str, dict[str, Any]] = {}
         for name, src in self._sources.items():
             data = src.metrics.to_dict()
-            data["rate_rps"] = round(src.rate.rate, 4)
+            data["rate_rps"] = round(self.state.rate(name) or src.settings.max_rps, 4)
             data["max_rps"] = src.settings.max_rps
-            data["paused_for_s"] = round(src.rate.pause_remaining(), 2)
             data["breaker"] = self._breaker_cache.get(name, BreakerRecord()).state
             out[name] = data
         if self.proxies:
@@ -747,6 +726,10 @@ class PolicyClient:
                 await session.close()
         if self._browser is not None:
             await self._browser.close()
+        aclose = getattr(self.state, "aclose", None)
+        if aclose is not None:
+            with contextlib.suppress(Exception):
+                await aclose()
 
     async def __aenter__(self) -> PolicyClient:
         return self
@@ -799,10 +782,15 @@ class BrowserPage:
         """Navigate this tab to ``url`` after the allowlist/rate/breaker checks."""
         client, src = self._client, self._src
         await client._open_checks(src, url)
-        slot_at = client._clock()
         ticket = await client._admit(src, url)
         outcome: Literal["ok", "fail", "none"] = "none"
         reason = "cancelled"
+        try:
+            await client._pace(src, url)
+        except BaseException:
+            await asyncio.shield(client._verdict(src, ticket, "none", "no slot"))
+            raise
+        slot_at = client._clock()
         src.metrics.requests += 1
         try:
             with self._guard.prepaid(slot_at):

@@ -1,160 +1,258 @@
-"""Adaptive per-source request rate under a hard ceiling. Pure logic, injectable clock.
+"""Request slots for one site, shared by every process that talks to it. Pure logic plus the
+in-process pieces; the shared store is :mod:`phx_images.net.ledger_sql`.
 
-Two separate concerns, on purpose:
+The scheme is GCRA (the generic cell rate algorithm of ATM networks, as in redis-cell): each
+rate-limited name keeps a *theoretical arrival time* ``tat``, the start of the next free slot.
+A process books ``count`` slots at once, ``start = max(tat, now + lead)`` and
+``tat = start + count * interval``, in one atomic update of one row, then hands the slots to
+its own requests locally. So the site sees one request per ``interval`` across every worker on
+every machine, and the ledger is touched once per batch of requests, not once per request.
 
-* :class:`AdaptiveRate` decides *how fast we should go now* (AIMD): start at ``start_rps``
-  (or ``max_rps``), halve on 429/503/challenge, pause the source until a Retry-After expires,
-  creep back up additively on success, never above ``max_rps``.
-* :class:`Pacer` decides *when the next request may leave* so the ceiling holds even in a
-  burst: a token bucket (capacity ``burst``) refilled at the current adaptive rate, plus a
-  minimum spacing of ``1/max_rps`` between any two requests, plus at most
-  ``max(1, floor(max_rps))`` requests in any one-second window. So ``burst`` only lets us catch
-  up to the ceiling after idling; it never lets a second hold more than the ceiling allows
-  (the earlier system's fixed sleeps did not bound bursts at all).
+Why slots have a deadline: a request must leave early in its own slot, within
+``departure_window(interval, ceiling)`` of its start. Slots never overlap, so a 10 s window
+holds at most as many requests as slot starts in 10 s plus that window, which is
+``floor(10 * ceiling) + 1`` or fewer, whatever the number of workers (``tests/
+test_net_ratelimit.py`` checks it for every ceiling from 0.05 to 50 with each request leaving
+as late as allowed). A process whose event loop was later than that forfeits the slot and
+takes the next one. The window is the slot's margin, widened to 50 ms (at most half a slot)
+because a busy 2-core worker wakes its sleepers milliseconds late; two requests then still
+leave at least ``interval - 50 ms`` apart.
 
-Both are synchronous and take ``now`` from an injected clock, so tests step time by hand. The
-async waiting lives in :mod:`phx_images.net.state` (``PolicyState.acquire``).
+Why ``interval = SPACING_MARGIN / rate``: the ceiling is judged where requests *arrive*;
+the 10 % margin absorbs network and scheduling jitter and leaves the deadline window.
+
+Adaptivity lives in the same row, so a 429, 503 or challenge seen by one worker slows every
+worker of that source: the rate halves (never below ``ceiling / 64``), a Retry-After pauses
+the name for everyone, and the rate recovers linearly to the ceiling over ``RECOVERY_S``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Protocol
 
 Clock = Callable[[], float]
 
-#: Safety margin on spacing and on the one-second window. The ceiling is judged where the
-#: requests *arrive*: connection set-up, TLS and scheduling jitter can delay one request by
-#: tens of milliseconds and squeeze the next gap. Going 10 % under the ceiling absorbs about
-#: 100 ms of such jitter across a one-second window (measured: 40 ms for a first request).
+#: Slot length over the ceiling's spacing: what absorbs arrival jitter (see module docstring).
 SPACING_MARGIN = 1.1
+#: Multiplicative decrease on a throttle, and the floor as a fraction of the ceiling.
+DECREASE_FACTOR = 0.5
+MIN_RATE_FRACTION = 1 / 64
+#: Seconds for the rate to climb from zero back to the ceiling after a throttle.
+RECOVERY_S = 20.0
+#: The most slots one booking takes, in seconds of the ceiling: a process holding many slots
+#: keeps the others waiting, and learns of another worker's throttle only at its next booking.
+MAX_BOOKING_S = 1.0
 
 
-@dataclass
-class AdaptiveRate:
-    """AIMD rate of one source. ``rate`` is requests/second, always in ``[min_rps, max_rps]``."""
+@dataclass(frozen=True)
+class PaceRow:
+    """The shared state of one rate-limited name (one database row)."""
 
-    max_rps: float
-    start_rps: float | None = None
-    clock: Clock = time.monotonic
-    decrease_factor: float = 0.5
-    increase_step: float | None = None  # default: a tenth of max_rps per success
-    min_rps: float | None = None  # default: max_rps / 64
-    rate: float = field(init=False)
-    paused_until: float = field(init=False, default=0.0)
-    throttles: int = field(init=False, default=0)
-
-    def __post_init__(self) -> None:
-        if self.max_rps <= 0:
-            raise ValueError("max_rps must be > 0")
-        self.min_rps = self.min_rps or self.max_rps / 64
-        self.increase_step = self.increase_step or self.max_rps / 10
-        start = self.start_rps if self.start_rps is not None else self.max_rps
-        self.rate = min(max(start, self.min_rps), self.max_rps)
-
-    def on_success(self) -> None:
-        """Additive increase, capped at the ceiling."""
-        assert self.increase_step is not None
-        self.rate = min(self.max_rps, self.rate + self.increase_step)
-
-    def on_throttle(self, retry_after: float | None = None) -> None:
-        """Multiplicative decrease; with ``retry_after`` (seconds) pause the whole source."""
-        assert self.min_rps is not None
-        self.throttles += 1
-        self.rate = max(self.min_rps, self.rate * self.decrease_factor)
-        if retry_after is not None and retry_after > 0:
-            self.paused_until = max(self.paused_until, self.clock() + retry_after)
-
-    def pause_remaining(self) -> float:
-        """Seconds until the source may be contacted again (0 when not paused)."""
-        return max(0.0, self.paused_until - self.clock())
+    tat: float = 0.0  # start of the next free slot (ledger clock)
+    rate: float = 0.0  # rate set at ``rate_at``; 0: never throttled, the ceiling applies
+    rate_at: float = 0.0
+    paused_until: float = 0.0  # Retry-After: no slot starts before this
+    version: int = 0
 
 
-class Pacer:
-    """Slot reservation for one source: token bucket at the adaptive rate, under the ceiling.
+@dataclass(frozen=True)
+class Booking:
+    """Slots ``start + i * interval`` for ``i < count``, in the ledger's clock, booked when the
+    ledger's clock read ``now``; or, with ``count == 0``, a refusal: the name is paused
+    beyond the caller's patience until ``start``."""
 
-    ``reserve(rate)`` books the earliest allowed start time and returns it; the caller sleeps
-    until then. Booking (not checking) makes concurrent callers in one event loop safe without
-    a lock: each one gets its own later slot.
+    start: float
+    interval: float
+    count: int
+    now: float
+    rate: float
+
+
+def effective_rate(row: PaceRow, now: float, ceiling: float) -> float:
+    """The rate in force at ``now``: the ceiling, or a throttled rate climbing back to it."""
+    if row.rate <= 0:
+        return ceiling
+    recovered = row.rate + (now - row.rate_at) * ceiling / RECOVERY_S
+    return max(ceiling * MIN_RATE_FRACTION, min(ceiling, recovered))
+
+
+def plan_booking(row: PaceRow, now: float, count: int, ceiling: float, lead: float,
+                 max_delay: float) -> tuple[PaceRow, Booking]:
+    """The row after booking ``count`` slots at ``now``, and the booking (pure)."""
+    rate = effective_rate(row, now, ceiling)
+    interval = SPACING_MARGIN / rate
+    start = max(row.tat, now + lead, row.paused_until)
+    if start - now > max_delay:
+        return row, Booking(start, interval, 0, now, rate)
+    count = max(1, min(count, max(1, math.floor(ceiling * MAX_BOOKING_S))))
+    new = replace(row, tat=start + count * interval, version=row.version + 1)
+    return new, Booking(start, interval, count, now, rate)
+
+
+def plan_throttle(row: PaceRow, now: float, ceiling: float,
+                  retry_after: float | None) -> PaceRow:
+    """The row after a throttle seen at ``now`` (pure): rate halved, optional pause."""
+    rate = max(ceiling * MIN_RATE_FRACTION, effective_rate(row, now, ceiling) * DECREASE_FACTOR)
+    paused = row.paused_until
+    if retry_after is not None and retry_after > 0:
+        paused = max(paused, now + retry_after)
+    return replace(row, rate=rate, rate_at=now, paused_until=paused, version=row.version + 1)
+
+
+def departure_window(interval: float, ceiling: float) -> float:
+    """How late after its slot's start a request may still leave (see module docstring)."""
+    return max(interval - 1.0 / ceiling, min(interval / 2, 0.05))
+
+
+class Ledger(Protocol):
+    """Where :class:`PaceRow` records live: this process (:class:`MemoryLedger`) or a database
+    every worker shares (:class:`phx_images.net.ledger_sql.SqlLedger`)."""
+
+    async def book(self, name: str, count: int, *, ceiling: float, lead: float,
+                   max_delay: float) -> Booking: ...
+
+    async def throttle(self, name: str, *, ceiling: float, retry_after: float | None) -> float:
+        """Record a throttle; return the rate now in force."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class MemoryLedger:
+    """The ledger of one process (one event loop: no lock needed)."""
+
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
+        self._rows: dict[str, PaceRow] = {}
+
+    async def book(self, name: str, count: int, *, ceiling: float, lead: float,
+                   max_delay: float) -> Booking:
+        row, booking = plan_booking(self._rows.get(name, PaceRow()), self._clock(), count,
+                                    ceiling, lead, max_delay)
+        self._rows[name] = row
+        return booking
+
+    async def throttle(self, name: str, *, ceiling: float, retry_after: float | None) -> float:
+        now = self._clock()
+        row = plan_throttle(self._rows.get(name, PaceRow()), now, ceiling, retry_after)
+        self._rows[name] = row
+        return effective_rate(row, now, ceiling)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class Paused(Exception):
+    """The name is paused (Retry-After) for longer than the caller waits."""
+
+    def __init__(self, remaining: float) -> None:
+        super().__init__(f"paused for {remaining:.0f}s (Retry-After)")
+        self.remaining = remaining
+
+
+class SlotPacer:
+    """This process's requests for one name: books slots from the ledger for everyone waiting
+    (one booking at a time), sleeps each request until its slot, forfeits missed slots.
+
+    ``take`` returns at the moment the request may leave; send it right away.
     """
 
-    def __init__(self, ceiling: float, burst: int = 1, clock: Clock = time.monotonic) -> None:
+    def __init__(self, name: str, ledger: Ledger, ceiling: float, *,
+                 clock: Clock = time.monotonic,
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep) -> None:
         if ceiling <= 0:
             raise ValueError("ceiling must be > 0")
+        self.name = name
         self.ceiling = ceiling
-        self.burst = max(1, int(burst))
-        self.clock = clock
-        self.spacing = SPACING_MARGIN / ceiling
-        self.per_second = max(1, math.floor(ceiling))
-        self._tokens = float(self.burst)
-        self._tokens_at: float | None = None
-        self._last: float | None = None
-        self._recent: deque[float] = deque()  # booked start times within the last window
+        self.rate = ceiling  # the rate of the last booking (for operators)
+        self.forfeited = 0
+        self.bookings = 0
+        self._ledger = ledger
+        self._clock = clock
+        self._sleep = sleep
+        self._slots: deque[tuple[float, float]] = deque()  # (start, deadline), local clock
+        self._epoch = 0  # bumped by a throttle: slots booked before it are given up
+        self._woken = asyncio.Event()  # set (and replaced) by a throttle: sleepers rebook
+        self._booked_until = 0.0  # local time the last booked slot starts
+        self._waiting = 0
+        self._booking = asyncio.Lock()
+        self._lead = 0.02
 
-    def reserve(self, rate: float) -> float:
-        """Book a slot at adaptive ``rate`` (clamped to the ceiling); return its start time."""
-        now = self.clock()
-        rate = min(max(rate, 1e-9), self.ceiling)
-        # Token bucket: refill from the last booking up to ``now`` (or to the booked slot).
-        if self._tokens_at is None:
-            self._tokens_at = now
-        ref = max(now, self._tokens_at)
-        self._tokens = min(self.burst, self._tokens + (ref - self._tokens_at) * rate)
-        self._tokens_at = ref
-        start = ref
-        if self._tokens < 1.0:
-            start = ref + (1.0 - self._tokens) / rate
-        # Hard ceiling: minimum spacing from the previous booking...
-        if self._last is not None:
-            start = max(start, self._last + self.spacing)
-        # ...and never more than ``per_second`` bookings in any one-second window.
-        while self._recent and self._recent[0] <= start - 1.0 * SPACING_MARGIN:
-            self._recent.popleft()
-        if len(self._recent) >= self.per_second:
-            start = max(start, self._recent[-self.per_second] + 1.0 * SPACING_MARGIN)
-        # Consume one token at ``start``.
-        self._tokens = min(self.burst, self._tokens + (start - self._tokens_at) * rate) - 1.0
-        self._tokens_at = start
-        self._last = start
-        self._recent.append(start)
-        return start
+    async def take(self, max_wait: float = math.inf) -> None:
+        """Wait for a slot of this name and return when it starts; ``Paused`` if the name is
+        paused for longer than ``max_wait`` seconds."""
+        while True:
+            epoch, woken = self._epoch, self._woken
+            start, deadline = await self._next_slot(max_wait)
+            delay = start - self._clock()
+            if delay > 0:
+                await self._wait(delay, woken)
+            if epoch != self._epoch:
+                continue  # throttled meanwhile: this slot was booked at the old rate
+            if self._clock() <= deadline:
+                return
+            self.forfeited += 1  # the loop was late: this slot would crowd the next one
 
+    async def _wait(self, delay: float, woken: asyncio.Event) -> None:
+        """Sleep ``delay`` seconds, or less if a throttle comes first."""
+        if self._sleep is not asyncio.sleep:  # an injected clock (tests): plain sleep
+            await self._sleep(delay)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(woken.wait(), delay)
 
-class DepartureGate:
-    """The hard ceiling judged on when requests actually *leave*, not when their slot was due.
+    async def _next_slot(self, max_wait: float) -> tuple[float, float]:
+        self._waiting += 1
+        try:
+            while not self._slots:
+                async with self._booking:
+                    if self._slots:
+                        break
+                    # never hold more than MAX_BOOKING_S of the site ahead: the others wait
+                    ahead = self._booked_until - self._clock() - MAX_BOOKING_S
+                    if ahead > 0:
+                        await self._sleep(ahead)
+                    await self._book(max_wait)
+            return self._slots.popleft()
+        finally:
+            self._waiting -= 1
 
-    :class:`Pacer` books slots ahead and the caller sleeps until its slot; when the event loop
-    is late (a busy or starved process: measured 0.1-0.3 s on a shared 2-core machine) every
-    sleeper whose slot passed meanwhile wakes at once and the site saw three requests within
-    70 ms at a 6/s ceiling. So right before a request leaves, the same two rules (spacing
-    ``SPACING_MARGIN / ceiling``, at most ``max(1, floor(ceiling))`` in any
-    ``SPACING_MARGIN``-second window) are checked again against the recorded departures.
-    """
+    async def _book(self, max_wait: float) -> None:
+        sent = self._clock()
+        booking = await self._ledger.book(self.name, self._waiting, ceiling=self.ceiling,
+                                          lead=self._lead, max_delay=max_wait)
+        back = self._clock()
+        rtt = back - sent
+        self._lead = min(1.0, 0.02 + 2 * rtt)  # the next booking starts past our round trip
+        if booking.count == 0:
+            raise Paused(booking.start - booking.now)
+        self.bookings += 1
+        self.rate = booking.rate
+        # ledger time -> local time, taken at the midpoint of the round trip; starts are moved
+        # later and deadlines earlier by half of it, so the mapping error never crowds a slot
+        offset = (sent + back) / 2 - booking.now
+        half = rtt / 2
+        window = departure_window(booking.interval, self.ceiling)
+        for i in range(booking.count):
+            start = booking.start + i * booking.interval + offset
+            self._slots.append((start + half, start + window - half))
+        self._booked_until = self._slots[-1][0]
 
-    def __init__(self, ceiling: float, clock: Clock = time.monotonic) -> None:
-        if ceiling <= 0:
-            raise ValueError("ceiling must be > 0")
-        self.ceiling = ceiling
-        self.clock = clock
-        self.spacing = SPACING_MARGIN / ceiling
-        self.per_second = max(1, math.floor(ceiling))
-        self._recent: deque[float] = deque()  # departures within the last window
-
-    def wait(self) -> float:
-        """Seconds until a request may leave (0: now). Pair with :meth:`depart`."""
-        now = self.clock()
-        while self._recent and self._recent[0] <= now - 1.0 * SPACING_MARGIN:
-            self._recent.popleft()
-        wait = 0.0
-        if self._recent:
-            wait = self._recent[-1] + self.spacing - now
-        if len(self._recent) >= self.per_second:
-            wait = max(wait, self._recent[-self.per_second] + 1.0 * SPACING_MARGIN - now)
-        return max(0.0, wait)
-
-    def depart(self) -> None:
-        """Record that a request leaves now."""
-        self._recent.append(self.clock())
+    async def throttle(self, retry_after: float | None) -> float:
+        """Tell every process of this name to slow down; drop slots not yet used (they were
+        booked at the old rate). Returns the rate now in force."""
+        self._slots.clear()
+        self._epoch += 1
+        self._woken.set()
+        self._woken = asyncio.Event()
+        self._booked_until = self._clock()
+        self.rate = await self._ledger.throttle(self.name, ceiling=self.ceiling,
+                                                retry_after=retry_after)
+        return self.rate

@@ -13,7 +13,7 @@ from typing import Any
 
 from phx_sim.context import SimContext
 from phx_sim.http import Request, Response, json_response
-from phx_sim.sites.common import matches
+from phx_sim.sites.common import WordIndex
 
 PAGE_SIZE = 25
 _PARCEL = re.compile(r"^/parcel/(?P<apn>[0-9A-Za-z-]{1,20})(?:/(?P<sub>[a-z-]{1,40}))?/?$")
@@ -49,6 +49,8 @@ class Assessor:
                     for i, n in enumerate(ctx.catalog.neighbours)]
         self.parcels = parcels
         self.by_apn = {_apn_key(p.apn): p for p in parcels}
+        self._index = WordIndex((p, (f"{p.street} {p.city} AZ {p.zip_code}",
+                                     f"{p.street} {p.zip_code}", p.apn)) for p in parcels)
 
     async def handle(self, req: Request) -> Response:
         token = req.header("authorization")
@@ -78,9 +80,7 @@ class Assessor:
             return json_response({"error": f"page must be a positive integer, got {page_arg!r}"},
                                  400)
         page = int(page_arg)
-        found = [p for p in self.parcels
-                 if q.strip() and matches(q, f"{p.street} {p.city} AZ {p.zip_code}",
-                                          f"{p.street} {p.zip_code}", p.apn)]
+        found = self._index.find(q) if q.strip() else []
         chunk = found[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]
         return json_response({
             "TotalPropertyResults": len(found),

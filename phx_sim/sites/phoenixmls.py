@@ -12,7 +12,7 @@ import re
 from phx_sim.catalog import Property
 from phx_sim.context import SimContext
 from phx_sim.http import Request, Response, json_response
-from phx_sim.sites.common import esc, matches, money, not_found, page
+from phx_sim.sites.common import WordIndex, esc, money, not_found, page
 
 _LISTING = re.compile(r"^/mls/(?P<slug>[^/]{0,300})-mls_(?P<n>\d{1,10})/?$")
 
@@ -76,6 +76,7 @@ class PhoenixMLS:
 
     def __init__(self, ctx: SimContext) -> None:
         self.ctx = ctx
+        self._index = WordIndex((p, (label(p),)) for p in ctx.catalog.by_mls.values())
 
     async def handle(self, req: Request) -> Response:
         if req.method not in ("GET", "HEAD"):
@@ -109,8 +110,7 @@ class PhoenixMLS:
         if len(q.strip()) < 3:
             return json_response([])
         items = [{"label": label(p), "url": listing_path(p)}
-                 for p in self.ctx.catalog.by_mls.values()
-                 if matches(q, label(p), partial_last=True)]
+                 for p in self._index.find(q, partial_last=True)]
         return json_response(items[:10])
 
     def _all(self) -> Response:

@@ -13,7 +13,7 @@ from phx_sim.catalog import Property
 from phx_sim.context import SimContext
 from phx_sim.http import Request, Response, json_response
 from phx_sim.imaging import VARIANTS
-from phx_sim.sites.common import esc, matches, money, not_found, page
+from phx_sim.sites.common import WordIndex, esc, money, not_found, page
 
 PREFIX = "{}&&"
 BIG = VARIANTS[("redfin", "bigphoto")]
@@ -37,6 +37,8 @@ class Redfin:
 
     def __init__(self, ctx: SimContext) -> None:
         self.ctx = ctx
+        self._index = WordIndex((p, (p.full_address, f"{p.street} {p.city} {p.state}"))
+                                for p in ctx.catalog.by_redfin.values())
 
     async def handle(self, req: Request) -> Response:
         if not chrome_ua(req.header("user-agent")):
@@ -88,9 +90,7 @@ class Redfin:
 
     def _autocomplete(self, text: str) -> Response:
         text = text[:200]
-        props = list(self.ctx.catalog.by_redfin.values())
-        rows = [p for p in props if len(text.strip()) >= 3 and matches(
-            text, p.full_address, f"{p.street} {p.city} {p.state}", partial_last=True)]
+        rows = self._index.find(text, partial_last=True) if len(text.strip()) >= 3 else []
         payload: dict[str, Any] = {"sections": [{"rows": [self._row(p) for p in rows[:10]],
                                                  "name": "Addresses"}]}
         if len(rows) == 1 and len(text.split()) >= 3:

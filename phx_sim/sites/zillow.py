@@ -92,6 +92,10 @@ class Zillow:
     def __init__(self, ctx: SimContext) -> None:
         self.ctx = ctx
         self._seen_js: set[str] = set()
+        # Search by the slug's words: a dict, not a scan (thousands of generated properties).
+        self._by_words: dict[tuple[str, ...], Property] = {}
+        for p in ctx.catalog.by_zpid.values():
+            self._by_words.setdefault(tuple(norm_words(p.slug)), p)
 
     # -- anti-bot -----------------------------------------------------------------------
     def _js_ok(self, req: Request) -> bool:
@@ -192,9 +196,7 @@ class Zillow:
         return f"/homedetails/{prop.slug}/{prop.ids['zpid']}_zpid/"
 
     def _search(self, slug: str) -> Response:
-        words = norm_words(slug)
-        found = next((p for p in self.ctx.catalog.by_zpid.values()
-                      if norm_words(p.slug) == words), None)
+        found = self._by_words.get(tuple(norm_words(slug)))
         if found is None:
             return page(f"{slug.replace('-', ' ')} | Zillow",
                         "<h1>Search results</h1><p class=\"no-results\">No matching results"
@@ -203,11 +205,12 @@ class Zillow:
                         + script_json({"props": {"pageProps": {"searchPageState": {
                             "cat1": {"searchResults": {"listResults": []}}}}}})
                         + "</script>")
-        first = self.ctx.catalog.first_photo(found, "zillow")
+        photos = found.site_photos(self.ctx.catalog, "zillow")
         result = {"zpid": found.ids["zpid"], "address": found.full_address,
                   "detailUrl": self._detail_path(found), "price": money(found.facts["price"]),
                   "beds": found.facts["beds"], "baths": found.facts["baths"],
-                  "area": found.facts["sqft"], "imgSrc": self._photo_url(first, 384)}
+                  "area": found.facts["sqft"],
+                  "imgSrc": self._photo_url(photos[0], 384) if photos else None}
         data = {"props": {"pageProps": {"searchPageState": {"cat1": {"searchResults": {
             "listResults": [result]}}}}}}
         body = (f"<h1>Search results</h1><ul class=\"photo-cards\"><li><article>"
@@ -248,7 +251,7 @@ class Zillow:
             "lotAreaValue": acres if acres is not None else facts["lot_sqft"],
             "lotAreaUnits": "Acres" if acres is not None else "Square Feet",
             "description": facts["description"],
-            "hiResImageLink": self._photo_url(photos[0], 1536),
+            "hiResImageLink": self._photo_url(photos[0], 1536) if photos else None,
             "resoFacts": {"hasPrivatePool": facts["pool"],
                           "garageParkingCapacity": facts["garage_spaces"],
                           "hoaFee": None if not facts["hoa_monthly"] else
@@ -262,7 +265,7 @@ class Zillow:
         catalog = self.ctx.catalog
         prop_json = self._property_json(prop)
         zpid = prop.ids["zpid"]
-        old_layout = catalog.properties.index(prop) % 4 == 3
+        old_layout = catalog.position[prop.key] % 4 == 3
         if old_layout:
             cache = json.dumps({f'ForSaleDoubleScrollFullRenderQuery{{"zpid":{zpid}}}':
                                 {"property": prop_json}})
