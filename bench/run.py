@@ -3,8 +3,8 @@
     .venv/bin/python -m bench.run [--quick]
 
 ``--quick`` uses smaller sizes (seconds instead of minutes) for a smoke run. The Prefect
-latency benchmark on PostgreSQL runs when a PostgreSQL server is installed
-(``scripts/setup.sh --postgres``).
+latency benchmark on PostgreSQL, and the end-to-end benchmark's scale pass, run when a
+PostgreSQL server is installed (``scripts/setup.sh --postgres``).
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ def main() -> int:
     ]
     if glob.glob("/usr/lib/postgresql/*/bin/postgres"):
         runs.append(["bench.prefect_latency", "--postgres", "--runs", "10" if quick else "40"])
+    # end to end (issue #9): --quick is 3 sample properties and no scale pass; the full run
+    # measures the sample and 100 generated properties, then 100 and 1,000 on PostgreSQL
+    runs.append(["bench.e2e", "--quick"] if quick else ["bench.e2e"])
     failed = []
     for argv in runs:
         print(f"\n== python -m {' '.join(argv)}", flush=True)

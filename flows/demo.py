@@ -15,9 +15,13 @@ import os
 import shlex
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
-from flows.stack import Proc, Stack, port_in_use, spawn, stop_pid, wait_http
+from flows.stack import Proc, Stack, WriteProbe, port_in_use, spawn, stop_pid, wait_http
+from phx_images.settings import PHOTO_SOURCES, SOURCE_NAMES, Settings
+from phx_sim.stats import politeness_bound
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / ".run"
@@ -52,7 +56,22 @@ def _sim_env(path: Path) -> dict[str, str]:
     return env
 
 
+def sim_ceilings(settings: Settings) -> dict[str, float]:
+    """Each simulator port's request ceiling in these settings (pages, then photo CDNs)."""
+    ceilings = {name: settings.source(name).max_rps for name in SOURCE_NAMES}
+    ceilings.update({f"{name}_photos": settings.source(name).asset_max_rps
+                     for name in PHOTO_SOURCES})
+    return ceilings
+
+
+def _sim(path: str, method: str = "GET") -> dict:
+    request = urllib.request.Request(f"http://127.0.0.1:{SIM_PORT}{path}", method=method)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read() or b"{}")
+
+
 def up(csv: Path) -> int:
+    began = time.monotonic()
     RUN.mkdir(exist_ok=True)
     pids = {k: v for k, v in _load_pids().items() if _alive(v)}
     stack = Stack(home=RUN / "prefect-home", port=PREFECT_PORT)
@@ -88,11 +107,26 @@ def up(csv: Path) -> int:
         pids[worker.name.removeprefix("worker-")] = worker.pid
         PIDS.write_text(json.dumps(pids, indent=2))
     print(f"running the on-demand deployment over {csv}", flush=True)
+    _sim("/_sim/stats/reset", "POST")
+    probe = WriteProbe(stack.api_url).start()
+    started = time.monotonic()
     result = subprocess.run(
         [phx, "extract", "--csv", str(csv), "--wait", "--requester", "demo"],
         env=stack.env(env), cwd=ROOT, check=False,
     )
+    took = time.monotonic() - started
+    probe.stop()
+    stats = _sim("/_sim/stats")
+    # the simulator's environment names only where the sites are: ceilings are the settings'
+    ceilings = sim_ceilings(Settings())
+    bound, port = politeness_bound({k: v["requests"] for k, v in stats.items()
+                                    if isinstance(v, dict) and "requests" in v}, ceilings)
     print()
+    print(f"Run time:     {took:.0f} s; politeness bound {bound:.0f} s ({port} at "
+          f"{ceilings.get(port, 0):g}/s); ratio {took / bound:.2f}" if bound else
+          f"Run time:     {took:.0f} s (no request to any site)")
+    print(f"Start-up:     {started - began:.0f} s (servers, setup, deploy, worker)")
+    print(probe.summary())
     print(f"Prefect UI:   http://127.0.0.1:{PREFECT_PORT}")
     print(f"Gallery:      {ROOT / 'data' / 'property_images' / 'index.html'}")
     print("Stop it all:  make down")
@@ -126,3 +160,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+

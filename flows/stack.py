@@ -9,12 +9,15 @@ past 30 s after SIGTERM; see shared/notes/prefect.md).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,3 +177,69 @@ class Stack:
         for proc in reversed(self.procs):
             proc.stop()
         self.procs.clear()
+
+
+class WriteProbe:
+    """One small write to the Prefect API every second (a variable update), timed: shows
+    whether the server stalls its writes while a job runs (on SQLite, Prefect 3.8's server
+    has stalled every write for its 60 s busy timeout under heavy task-run traffic).
+
+    Runs in a thread until :meth:`stop`; ``worst`` is the slowest write in seconds, and a
+    write that failed or timed out counts as its full timeout."""
+
+    NAME = "phx-write-probe"
+
+    def __init__(self, api_url: str, interval_s: float = 1.0, timeout_s: float = 120.0) -> None:
+        self.api_url = api_url.rstrip("/")
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        self.samples: list[float] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="phx-write-probe", daemon=True)
+
+    def start(self) -> WriteProbe:
+        self._write(f"{self.api_url}/variables/", "POST", {"name": self.NAME, "value": 0},
+                    ok_codes=(201, 409, 422))
+        self._thread.start()
+        return self
+
+    def _write(self, url: str, method: str, body: dict, ok_codes: tuple[int, ...]) -> None:
+        request = urllib.request.Request(url, method=method, data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s):
+                pass
+        except urllib.error.HTTPError as exc:
+            if exc.code not in ok_codes:
+                raise
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.wait(self.interval_s):
+            n += 1
+            started = time.monotonic()
+            try:
+                self._write(f"{self.api_url}/variables/name/{self.NAME}", "PATCH",
+                            {"value": n}, ok_codes=())
+                self.samples.append(time.monotonic() - started)
+            except (OSError, urllib.error.HTTPError) as exc:
+                self.samples.append(max(time.monotonic() - started, self.timeout_s))
+                self.failures.append(f"{type(exc).__name__}: {exc}"[:200])
+
+    def stop(self) -> WriteProbe:
+        self._stop.set()
+        self._thread.join(self.timeout_s + 5)
+        return self
+
+    @property
+    def worst(self) -> float:
+        return max(self.samples, default=0.0)
+
+    def summary(self) -> str:
+        if not self.samples:
+            return "API write probe: no sample"
+        ordered = sorted(self.samples)
+        p50 = ordered[len(ordered) // 2]
+        return (f"API write probe: {len(ordered)} writes, p50 {p50 * 1000:.0f} ms, slowest "
+                f"{self.worst:.2f} s, {len(self.failures)} failed")

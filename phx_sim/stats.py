@@ -200,3 +200,17 @@ def check_ceilings(ceilings: Any, names: Sequence[str]) -> dict[str, float]:
             raise ValueError(f"ceiling of {site!r} must be a finite number >= 0, got {value!r}")
         clean[site] = float(value)
     return clean
+
+
+def politeness_bound(requests: dict[str, int], ceilings: dict[str, float]) -> tuple[float, str]:
+    """The shortest time in which the requests a run made could have been served at the given
+    ceilings: for each rate-limited port, its requests divided by its ceiling; the largest,
+    and which port it is. A run's wall time over this is its distance from politeness."""
+    worst, name = 0.0, ""
+    for port, ceiling in ceilings.items():
+        if ceiling <= 0:
+            raise ValueError(f"{port}: ceiling must be > 0")
+        seconds = requests.get(port, 0) / ceiling
+        if seconds > worst:
+            worst, name = seconds, port
+    return worst, name

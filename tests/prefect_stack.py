@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from flows.stack import Stack, free_port
+from flows.stack import Stack, WriteProbe, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -69,6 +69,8 @@ class PhxStack:
 
     def start(self, project_dir: Path = ROOT) -> PhxStack:
         self.stack.start_server(timeout_s=120)
+        # times one API write a second for as long as the stack runs (see test_flows.py)
+        self.probe = WriteProbe(self.stack.api_url).start()
         self.cli(["phx-images", "setup"], cwd=project_dir)
         self.cli(["prefect", "--no-prompt", "deploy", "--all"], cwd=project_dir)
         return self
@@ -180,6 +182,8 @@ class PhxStack:
         return {a["key"]: a for a in items if a.get("key")}
 
     def stop(self) -> None:
+        if getattr(self, "probe", None) is not None:
+            self.probe.stop()
         """Stop everything; keep the logs under .run/test-logs/ for whoever reads a failure."""
         self.stack.stop()
         keep = ROOT / ".run" / "test-logs" / self.stack.home.name

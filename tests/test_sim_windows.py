@@ -146,3 +146,14 @@ def test_bad_ceilings_answer_400(sim: Any, params: dict[str, str], message: str)
     assert message in r.json()["error"]
     with pytest.raises(ValueError):
         sim.window_ratios({"nowhere": 1.0})
+
+
+def test_politeness_bound_is_the_slowest_limit() -> None:
+    from phx_sim.stats import politeness_bound
+
+    bound, port = politeness_bound({"zillow": 10, "zillow_photos": 60, "assessor": 3},
+                                   {"zillow": 0.5, "zillow_photos": 6.0, "assessor": 1.5})
+    assert (bound, port) == (20.0, "zillow")
+    assert politeness_bound({}, {"zillow": 0.5}) == (0.0, "")
+    with pytest.raises(ValueError):
+        politeness_bound({"zillow": 1}, {"zillow": 0.0})

@@ -45,10 +45,14 @@ SPACING_MARGIN = 1.1
 DECREASE_FACTOR = 0.5
 MIN_RATE_FRACTION = 1 / 64
 #: Seconds for the rate to climb from zero back to the ceiling after a throttle.
-RECOVERY_S = 20.0
-#: The most slots one booking takes, in seconds of the ceiling: a process holding many slots
-#: keeps the others waiting, and learns of another worker's throttle only at its next booking.
-MAX_BOOKING_S = 1.0
+RECOVERY_S = 5.0
+#: The most slots one booking takes, in seconds of the ceiling: one process cannot take all
+#: of the ``MAX_AHEAD_S`` the ledger hands out at a time.
+MAX_BOOKING_S = 0.5
+#: No booking starts further ahead than this, whoever asks: the ledger never holds more than
+#: about a second of the site's future, so slots booked before a throttle (which still go
+#: out) end within that, and a Retry-After holds for every worker after it (tested).
+MAX_AHEAD_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -65,8 +69,9 @@ class PaceRow:
 @dataclass(frozen=True)
 class Booking:
     """Slots ``start + i * interval`` for ``i < count``, in the ledger's clock, booked when the
-    ledger's clock read ``now``; or, with ``count == 0``, a refusal: the name is paused
-    beyond the caller's patience until ``start``."""
+    ledger's clock read ``now``; or, with ``count == 0``, nothing booked: the next slot is
+    more than ``MAX_AHEAD_S`` away (ask again later), or the name is paused beyond the
+    caller's patience until ``start``."""
 
     start: float
     interval: float
@@ -89,9 +94,11 @@ def plan_booking(row: PaceRow, now: float, count: int, ceiling: float, lead: flo
     rate = effective_rate(row, now, ceiling)
     interval = SPACING_MARGIN / rate
     start = max(row.tat, now + lead, row.paused_until)
-    if start - now > max_delay:
-        return row, Booking(start, interval, 0, now, rate)
-    count = max(1, min(count, max(1, math.floor(ceiling * MAX_BOOKING_S))))
+    count = max(1, min(count, math.floor(ceiling * MAX_BOOKING_S)))
+    if start > row.paused_until:  # not waiting out a pause: stay within MAX_AHEAD_S of now
+        count = min(count, math.floor((now + MAX_AHEAD_S - start) / interval))
+    if start - now > max_delay or count < 1:
+        return row, Booking(start, interval, 0, now, rate)  # paused, or come back later
     new = replace(row, tat=start + count * interval, version=row.version + 1)
     return new, Booking(start, interval, count, now, rate)
 
@@ -180,7 +187,6 @@ class SlotPacer:
         self._slots: deque[tuple[float, float]] = deque()  # (start, deadline), local clock
         self._epoch = 0  # bumped by a throttle: slots booked before it are given up
         self._woken = asyncio.Event()  # set (and replaced) by a throttle: sleepers rebook
-        self._booked_until = 0.0  # local time the last booked slot starts
         self._waiting = 0
         self._booking = asyncio.Lock()
         self._lead = 0.02
@@ -215,10 +221,6 @@ class SlotPacer:
                 async with self._booking:
                     if self._slots:
                         break
-                    # never hold more than MAX_BOOKING_S of the site ahead: the others wait
-                    ahead = self._booked_until - self._clock() - MAX_BOOKING_S
-                    if ahead > 0:
-                        await self._sleep(ahead)
                     await self._book(max_wait)
             return self._slots.popleft()
         finally:
@@ -232,7 +234,12 @@ class SlotPacer:
         rtt = back - sent
         self._lead = min(1.0, 0.02 + 2 * rtt)  # the next booking starts past our round trip
         if booking.count == 0:
-            raise Paused(booking.start - booking.now)
+            wait = booking.start - booking.now
+            if wait > max_wait:
+                raise Paused(wait)
+            # the site's next second is booked by others: ask again when it is near
+            await self._sleep(max(0.01, wait - MAX_AHEAD_S))
+            return
         self.bookings += 1
         self.rate = booking.rate
         # ledger time -> local time, taken at the midpoint of the round trip; starts are moved
@@ -243,7 +250,6 @@ class SlotPacer:
         for i in range(booking.count):
             start = booking.start + i * booking.interval + offset
             self._slots.append((start + half, start + window - half))
-        self._booked_until = self._slots[-1][0]
 
     async def throttle(self, retry_after: float | None) -> float:
         """Tell every process of this name to slow down; drop slots not yet used (they were
@@ -252,7 +258,6 @@ class SlotPacer:
         self._epoch += 1
         self._woken.set()
         self._woken = asyncio.Event()
-        self._booked_until = self._clock()
         self.rate = await self._ledger.throttle(self.name, ceiling=self.ceiling,
                                                 retry_after=retry_after)
         return self.rate
