@@ -795,7 +795,7 @@ class Bench:
             listed = load_csv(csv_path)
             props = listed.properties
             result["properties"] = len(props)
-            base_env = dict(sim.env)
+            base_env = {**sim.env, **self.args.overrides}
             settings0 = settings_for(base_env)
             ceilings = ceilings_of(settings0)
             result["ceilings"] = ceilings
@@ -1033,6 +1033,9 @@ def markdown(results: dict[str, Any]) -> str:
                  f"({m.get('cpu_model', '?')}), {m.get('memory_mib')} MiB; one worker "
                  f"--limit {WORKER_LIMIT}, connection set-up {results['config']['handshake_ms']}"
                  " ms")
+    overrides = results["config"].get("settings_overrides")
+    if overrides:
+        lines.append(f"Settings overridden for every size: {overrides}")
     lines.append("")
     if results.get("sizes"):
         lines += [
@@ -1132,6 +1135,10 @@ def main(argv: list[str] | None = None) -> int:
                         "100,1000 when PostgreSQL is installed ('none' for none)")
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the earlier system's schedule")
+    parser.add_argument("--set", action="append", default=[], metavar="PHX_KEY=VALUE",
+                        help="a setting for every run of the sizes (setup, worker, no-Prefect "
+                        "and baseline runs alike), e.g. --set PHX_ZILLOW__MAX_RPS=0.3; "
+                        "repeatable (the scale pass takes its own ceilings)")
     parser.add_argument("--handshake-ms", type=float, default=40.0)
     parser.add_argument("--scale-max-rps", type=float, default=50.0)
     parser.add_argument("--scale-asset-max-rps", type=float, default=200.0)
@@ -1159,6 +1166,13 @@ def main(argv: list[str] | None = None) -> int:
         "sample:3" if args.quick else "sample,100")
     scale_text = args.scale if args.scale is not None else (
         "none" if args.quick or not POSTGRES_INSTALLED else "100,1000")
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith("PHX_"):
+            parser.error(f"--set wants PHX_KEY=VALUE, got {item!r}")
+        overrides[key] = value
+    args.overrides = overrides
     sizes = [Size.parse(s) for s in parse_list(sizes_text)]
     scale = sorted(int(s) for s in parse_list(scale_text))
     now = datetime.now(UTC)
@@ -1180,7 +1194,7 @@ def main(argv: list[str] | None = None) -> int:
                    "children_at_once": WORKER_LIMIT - 1, "sources": SOURCES,
                    "extra_photos": EXTRA_PHOTOS, "direct_shape": args.direct_shape,
                    "worker_poll_s": args.worker_poll_s or "prefect default (10)",
-                   "scale_ledger": args.scale_ledger,
+                   "scale_ledger": args.scale_ledger, "settings_overrides": overrides,
                    "orchestration": Settings().orchestration.model_dump(mode="json"),
                    "logs": str(workdir)},
         "sizes": [], "scale": None,

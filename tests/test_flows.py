@@ -197,6 +197,19 @@ def test_cache_records_hold_only_while_their_blobs_exist_and_fresh_downloads(
     assert last["state_type"] == "COMPLETED"
     assert photo_requests() == before
 
+    # per-URL records on their own: without the batch records (as for a listing that gained
+    # a photo: another batch key) and without the property's manifest, nothing is downloaded
+    results = store_dir / "prefect-results"
+    batches = list(results.glob("photos-*"))
+    assert batches and list(results.glob("photo-*"))
+    for path in batches:
+        path.unlink()
+    shutil.rmtree(store / "processed" / phash)
+    per_url = phx.wait_final(phx.submit(addresses=address, requester="test"), timeout_s=600)
+    assert per_url["state_type"] == "COMPLETED", per_url["state"]
+    assert photo_requests() == before
+    assert len(read_manifests(store)[phash]["photos"]) == photos
+
 
 def test_bad_parameters_fail_with_a_clear_message(phx: PhxStack) -> None:
     run = phx.wait_final(phx.submit(addresses=["not an address"]), timeout_s=120)

@@ -68,6 +68,23 @@ def test_bookings_are_consecutive_and_never_overlap() -> None:
     assert min(gaps) == pytest.approx(SPACING_MARGIN / 2.0)
 
 
+@pytest.mark.parametrize("ceiling", [0.05, 0.1, 0.3, 0.5, 0.9, 1.0, 1.5, 2.0, 6.0, 50.0])
+def test_every_ceiling_books_slot_after_slot(ceiling: float) -> None:
+    """However slow the site, a caller always gets a slot within its slot length: a booking
+    never refuses only because one slot is longer than the look-ahead (a hang once)."""
+    row, now, got = PaceRow(), 1000.0, []
+    for _ in range(50):
+        row, booking = plan_booking(row, now, 3, ceiling=ceiling, lead=0.02, max_delay=120)
+        got += [booking.start + i * booking.interval for i in range(booking.count)]
+        # come back when the next slot is near, as SlotPacer does after a refusal
+        now = booking.start - 0.5 if booking.count == 0 else now + 0.01
+        if len(got) >= 5:
+            break
+    assert len(got) >= 5, f"{ceiling}/s: {len(got)} slots after 50 bookings"
+    gaps = [b - a for a, b in itertools.pairwise(got)]
+    assert min(gaps) == pytest.approx(SPACING_MARGIN / ceiling)
+
+
 def test_a_booking_is_capped_so_one_process_cannot_hoard_the_site() -> None:
     _, booking = plan_booking(PaceRow(), 0.0, 1000, ceiling=3.0, lead=0.0, max_delay=60)
     assert booking.count == math.floor(3.0 * MAX_BOOKING_S)

@@ -36,7 +36,7 @@ pace = sa.Table(
 #: The database's clock in epoch seconds, per dialect (millisecond resolution on SQLite).
 _NOW = {
     "sqlite": "(julianday('now') - 2440587.5) * 86400.0",
-    "postgresql": "extract(epoch from clock_timestamp())",
+    "postgresql": "extract(epoch from clock_timestamp())::float8",  # numeric otherwise
 }
 MAX_CAS_TRIES = 50
 
@@ -98,7 +98,8 @@ class SqlLedger:
             if got is None:
                 now = (await conn.execute(sa.select(sa.literal_column(self._now)))).scalar()
                 return PaceRow(), float(now or 0.0)
-        return PaceRow(got.tat, got.rate, got.rate_at, got.paused_until, got.version), got.now
+        return (PaceRow(got.tat, got.rate, got.rate_at, got.paused_until, got.version),
+                float(got.now))
 
     async def _swap(self, name: str, old: PaceRow, new: PaceRow) -> bool:
         """Store ``new`` if the row is still ``old`` (its version); False if it moved on."""

@@ -95,8 +95,9 @@ def plan_booking(row: PaceRow, now: float, count: int, ceiling: float, lead: flo
     interval = SPACING_MARGIN / rate
     start = max(row.tat, now + lead, row.paused_until)
     count = max(1, min(count, math.floor(ceiling * MAX_BOOKING_S)))
-    if start > row.paused_until:  # not waiting out a pause: stay within MAX_AHEAD_S of now
-        count = min(count, math.floor((now + MAX_AHEAD_S - start) / interval))
+    if start > row.paused_until:  # not waiting out a pause: slots start within MAX_AHEAD_S
+        horizon = now + MAX_AHEAD_S - start
+        count = min(count, math.floor(horizon / interval) + 1) if horizon >= 0 else 0
     if start - now > max_delay or count < 1:
         return row, Booking(start, interval, 0, now, rate)  # paused, or come back later
     new = replace(row, tat=start + count * interval, version=row.version + 1)
