@@ -155,7 +155,10 @@ class Stack:
 
     def start_worker(self, pool: str, limit: int, project_dir: Path, name: str,
                      extra_env: dict[str, str] | None = None) -> Proc:
-        env = self.env({"PHX_PROJECT_DIR": str(project_dir), **(extra_env or {})})
+        # the worker polls for runs every 2 s, not Prefect's 10 s: each child run a parent
+        # submits would otherwise wait up to 10 s for a worker to notice it
+        env = self.env({"PHX_PROJECT_DIR": str(project_dir),
+                        "PREFECT_WORKER_QUERY_SECONDS": "2", **(extra_env or {})})
         proc = spawn(f"worker-{name}",
                      [str(VENV_BIN / "prefect"), "worker", "start", "--pool", pool,
                       "--limit", str(limit), "--name", name, "--type", "process"],
