@@ -46,9 +46,9 @@ A run whose figures would mislead is flagged, not reported as fast: a property t
 (property, source) discovery that failed or was blocked (the run still ends Completed), a first
 run that downloaded nothing. Each Prefect run also records where its time went, from the
 server's timestamps (the parent's wait for the worker, which polls every
-``PREFECT_WORKER_QUERY_SECONDS`` = 10 s unless ``--worker-poll-s``; the children's waits and
-run times; the parent's tail). Memory "tree" figures add up the VmRSS of a process and its
-descendants, shared pages counted in each.
+``PREFECT_WORKER_QUERY_SECONDS`` = 2 s (``flows/stack.py``) unless ``--worker-poll-s``; the
+children's waits and run times; the parent's tail). Memory "tree" figures add up the VmRSS
+of a process and its descendants, shared pages counted in each.
 
 Every run has a timeout; every process started is stopped by its pid (``flows/stack.py``);
 logs stay under ``.run/bench-e2e/<stamp>/``; stores are deleted after they are measured unless
@@ -1150,8 +1150,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the no-Prefect run: the flows' per-source pipelining "
                         "(default) or Engine.extract per property")
     parser.add_argument("--worker-poll-s", type=float, default=None,
-                        help="PREFECT_WORKER_QUERY_SECONDS for the worker (Prefect's default "
-                        "10 s when not given)")
+                        help="PREFECT_WORKER_QUERY_SECONDS for the worker (2 s when not "
+                        "given, as flows/stack.py starts workers)")
     parser.add_argument("--timeout-base-s", type=float, default=300.0)
     parser.add_argument("--timeout-per-property-s", type=float, default=20.0,
                         help="each run's timeout is base + this x properties")
@@ -1193,7 +1193,7 @@ def main(argv: list[str] | None = None) -> int:
         "config": {"handshake_ms": args.handshake_ms, "worker_limit": WORKER_LIMIT,
                    "children_at_once": WORKER_LIMIT - 1, "sources": SOURCES,
                    "extra_photos": EXTRA_PHOTOS, "direct_shape": args.direct_shape,
-                   "worker_poll_s": args.worker_poll_s or "prefect default (10)",
+                   "worker_poll_s": args.worker_poll_s or "2 (flows/stack.py)",
                    "scale_ledger": args.scale_ledger, "settings_overrides": overrides,
                    "orchestration": Settings().orchestration.model_dump(mode="json"),
                    "logs": str(workdir)},
