@@ -186,7 +186,8 @@ def test_paused_source_raises_when_the_wait_is_too_long() -> None:
 
 def test_sql_ledger_books_and_throttles_like_memory(tmp_path: Path) -> None:
     async def main() -> None:
-        ledger = SqlLedger(f"sqlite:///{tmp_path / 'ledger.db'}")
+        # in a data folder that does not exist yet (a fresh checkout's first run)
+        ledger = SqlLedger(f"sqlite:///{tmp_path / 'fresh' / 'ledger.db'}")
         try:
             a = await ledger.book("s", 3, ceiling=20.0, lead=0.0, max_delay=60)
             b = await ledger.book("s", 1, ceiling=20.0, lead=0.0, max_delay=60)

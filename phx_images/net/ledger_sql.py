@@ -15,6 +15,7 @@ machines need not agree on theirs: ``SlotPacer`` maps them with the round trip i
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -70,6 +71,9 @@ class SqlLedger:
                              "(use sqlite:// or postgresql://)")
         if dialect == "sqlite":
             sa.event.listen(self._engine.sync_engine, "connect", _sqlite_pragmas)
+            database = self._engine.url.database
+            if database and database != ":memory:":  # a fresh data folder has no file yet
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
         self._now = _NOW[dialect]
         self._ready = False
         self._ready_lock = asyncio.Lock()
