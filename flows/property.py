@@ -74,11 +74,16 @@ async def fetch_source(prop: Property, listing: Listing, *, fresh: bool,
 
     results, cached = await run(wanted, fresh)
     if cached:
-        holds = await asyncio.to_thread(lambda: [usable(engine, r) for r in results])
-        again = [p for p, ok in zip(wanted, holds, strict=True) if not ok]
+        # a cached batch answers for the same URLs in any order: match by URL
+        by_url = {r.url: r for r in results}
+        holds = await asyncio.to_thread(
+            lambda: {p.best_url: p.best_url in by_url and usable(engine, by_url[p.best_url])
+                     for p in wanted})
+        again = [p for p in wanted if not holds[p.best_url]]
         if again:
-            redone = iter((await run(again, True))[0])
-            results = [r if ok else next(redone) for r, ok in zip(results, holds, strict=True)]
+            by_url.update({r.url: r for r in (await run(again, True))[0]})
+        results = [by_url[p.best_url].model_copy(update={
+            "caption": p.caption, "source_photo_id": p.source_photo_id}) for p in wanted]
     return known + results
 
 

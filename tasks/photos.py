@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,6 +36,8 @@ from phx_images.models import PhotoRef
 from phx_images.net.client import asset_source_name
 from phx_images.pipeline import Engine, PhotoFetch
 from tasks.discover import source_tag
+
+log = logging.getLogger(__name__)
 
 
 def photo_record_key(url: str) -> str:
@@ -103,7 +106,11 @@ async def fetch_photos(source: str, photos: list[PhotoRef], property_hash: str, 
                         "source_photo_id": photo.source_photo_id})
             result = await engine.fetch_photo(property_hash, photo, fresh=fresh)
             if result.ok and not result.known:
-                await records.write(photo.best_url, result)
+                try:
+                    await records.write(photo.best_url, result)
+                except Exception as exc:  # a lost record costs a later cache miss, no more
+                    log.warning("cache record for %s not written: %s", photo.source_photo_id,
+                                type(exc).__name__)
             return result
 
     return list(await asyncio.gather(*(one(p) for p in photos)))

@@ -262,3 +262,21 @@ def test_one_processes_throttle_slows_the_others(tmp_path: Path) -> None:
     quiet = [t for t in every if throttled_at + 1.2 < t < throttled_at + 1.95]
     assert not quiet, [round(t - throttled_at, 2) for t in quiet]
     assert len(every) == 36
+
+
+def test_a_slow_ledger_round_trip_does_not_forfeit_every_slot() -> None:
+    """A 60 ms booking round trip against a 6/s CDN (a departure window of 50 ms): the slots
+    must still be usable (once, every one was forfeited and take() never returned)."""
+
+    class SlowLedger(MemoryLedger):
+        async def book(self, *args: object, **kwargs: object):  # type: ignore[override]
+            await asyncio.sleep(0.06)
+            return await super().book(*args, **kwargs)  # type: ignore[arg-type]
+
+    async def main() -> SlotPacer:
+        pacer = SlotPacer("cdn", SlowLedger(), 6.0)
+        await asyncio.wait_for(asyncio.gather(*(pacer.take() for _ in range(3))), 10)
+        return pacer
+
+    pacer = asyncio.run(main())  # raises TimeoutError if every slot was forfeited
+    assert pacer.forfeited < pacer.bookings

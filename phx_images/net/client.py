@@ -388,6 +388,9 @@ class PolicyClient:
         except Paused as exc:
             raise TransientError(src.name, url, f"source {exc}",
                                  retry_after=exc.remaining) from None
+        except Exception as exc:  # the shared ledger is down: no slot, so no request
+            raise TransientError(src.name, url, "request ledger unavailable: "
+                                 f"{type(exc).__name__}") from None
 
     async def _throttled(self, src: _Source, url: str, status: int, challenge: bool,
                          retry_after: float | None) -> None:

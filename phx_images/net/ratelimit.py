@@ -246,8 +246,11 @@ class SlotPacer:
         # ledger time -> local time, taken at the midpoint of the round trip; starts are moved
         # later and deadlines earlier by half of it, so the mapping error never crowds a slot
         offset = (sent + back) / 2 - booking.now
-        half = rtt / 2
         window = departure_window(booking.interval, self.ceiling)
+        # a slow round trip (the first booking creates the table; compare-and-swap retries)
+        # must not close the window: with a start past its deadline every slot would be
+        # forfeited, forever
+        half = min(rtt / 2, window / 4)
         for i in range(booking.count):
             start = booking.start + i * booking.interval + offset
             self._slots.append((start + half, start + window - half))
