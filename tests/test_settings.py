@@ -18,6 +18,11 @@ from phx_images.settings import SOURCE_DEFAULTS, Settings, SourceSettings
     ({"PHX_IMAGES__MAX_LONG_SIDE": "512"}, lambda s: s.images.max_long_side == 512),
     ({"PHX_STORE_URL": "s3://bucket/prefix"}, lambda s: s.store_url == "s3://bucket/prefix"),
     ({"PHX_PROXIES": '["http://u:p@127.0.0.1:3128"]'}, lambda s: len(s.proxies) == 1),
+    ({"PHX_STORE_OPTIONS": '{"client_kwargs": {"endpoint_url": "http://127.0.0.1:9000"}}'},
+     lambda s: s.store_options["client_kwargs"]["endpoint_url"] == "http://127.0.0.1:9000"),
+    ({"PHX_DATABASE_URL": "postgresql://user:pass@host/phx"},
+     lambda s: s.database() == "postgresql://user:pass@host/phx"
+     and "pass" not in repr(s.database_url)),
 ])
 def test_each_readme_setting_works_alone(monkeypatch: pytest.MonkeyPatch, env: dict,
                                          check: object) -> None:
