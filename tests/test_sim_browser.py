@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from phx_images.net.browser import wait_for as wait_for_element
+
 nodriver = pytest.importorskip("nodriver")
 
 pytestmark = pytest.mark.browser
@@ -111,7 +113,9 @@ def test_redfin_refuses_headless_and_pmls_search_box(browser: Any, fresh_sim: An
         tab = await b.get(fresh_sim.urls["redfin"] + "/")
         redfin = await tab.get_content()
         tab = await b.get(fresh_sim.urls["phoenixmls"] + "/simple-search/")
-        box = await tab.select("#search-input")
+        # the project's wait_for retries while the page is still loading: nodriver's select
+        # raced the load ("Could not find node with given id") about half the time under load
+        box = await wait_for_element(tab, "#search-input")
         await box.send_keys("47")
         await asyncio.sleep(0.8)
         short = json.loads(await tab.evaluate(ITEMS_JS))
