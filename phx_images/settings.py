@@ -39,8 +39,9 @@ class SourceSettings(BaseModel):
     max_concurrency: int = Field(2, ge=1, description="Concurrent tasks against this source")
     asset_max_concurrency: int = Field(
         8, ge=1,
-        description="Concurrent photo downloads across all workers (the tag limit); keep it "
-        "at least workers x download_concurrency, or tasks queue on Prefect's slot retries",
+        description="Concurrent photo batch tasks (one per property) against its CDN across "
+        "all workers (the tag limit); keep it at least the properties in flight, or tasks "
+        "queue on Prefect's slot retries",
     )
     timeout_s: float = Field(20.0, gt=0)
     max_page_bytes: int = Field(8 * 1024 * 1024, gt=0)

@@ -25,6 +25,7 @@ from phx_sim.testing import solve_zillow_challenge
 from tests.test_sim_sites import (
     pmls_thumbs,
     redfin_json,
+    redfin_photo_urls,
     site_urls,
     zillow_photos,
     zillow_property,
@@ -233,12 +234,7 @@ def test_redfin_finds_extras(big_sim: Any, http: requests.Session, truth: dict[s
                                    "listingId": p["ids"]["redfin_listing_id"]}
         above = redfin_json(http.get(f"{base}/stingray/api/home/details/aboveTheFold",
                                      params={"propertyId": pid, "accessLevel": 3}).text)
-        photos = above["payload"]["mediaBrowserInfo"]["photos"]
-        urls = {u for ph in photos for u in ph["photoUrls"].values()}
-        urls |= {ph["thumbnailData"]["thumbnailUrl"] for ph in photos}
-        best = {ph["photoUrls"]["fullScreenPhotoUrl"] for ph in photos}
-        want, want_best = site_urls(truth, p["key"], "redfin")
-        assert urls == want and best == want_best, p["key"]
+        assert redfin_photo_urls(above) == site_urls(truth, p["key"], "redfin"), p["key"]
 
 
 def test_phoenixmls_finds_extras(big_sim: Any, http: requests.Session, truth: dict[str, Any],
